@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything dockyard and its tests need on a Debian 12 machine, idempotently:
+# Debian packages that are missing (apt-get), then a virtualenv in .venv with dockyard installed
+# in editable mode.  A second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  ca-certificates python3 python3-venv   # the interpreter and venv on a stock Debian 12
+  busybox-static                          # source of the busybox base image
+  debootstrap                             # source of the debian/python base images
+  skopeo                                  # interoperability tests and benchmarks
+  runc conmon                             # OCI runtime and container monitor
+  util-linux e2fsprogs                    # mount, findmnt
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating virtualenv .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.dockyard-installed
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import dockyard' 2>/dev/null; then
+  echo "setup: installing dockyard and its test dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,243 @@
+"""SQLite metadata: images, tags, repository digests, layer blobs, leases.
+
+The database is ``<dataroot>/dockyard.db`` in WAL mode, so readers never wait for a writer and
+several dockyard processes work at once.  Every write runs in ``BEGIN IMMEDIATE`` (the write lock is
+taken up front, so two writers never deadlock upgrading a read lock) with a generous busy timeout.
+
+Schema (version 1)::
+
+    images(id PK = config digest, manifest_digest, manifest_media_type, size, created, added, parent,
+           comment)
+    image_blobs(image_id, digest)              every blob an image needs: manifest, config, layers
+    tags(name PK = normalised "domain/path:tag", image_id, tagged)
+    repo_digests(name, digest, image_id)       "domain/path" + manifest digest -> image
+    layer_blobs(blob_digest PK, diff_id, media_type, size)
+    leases(id PK, created, expires); lease_resources(lease_id, kind, key)
+
+Leases protect content a process has written but not yet referenced from a concurrent garbage
+collection: take a lease, add the blobs, reference them from an image, release the lease.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.errors import Unavailable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL,
+    manifest_media_type TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL DEFAULT '',
+    added REAL NOT NULL,
+    parent TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS image_blobs (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (image_id, digest)
+);
+CREATE INDEX IF NOT EXISTS image_blobs_digest ON image_blobs(digest);
+CREATE TABLE IF NOT EXISTS tags (
+    name TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id),
+    tagged REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS repo_digests (
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY (name, digest)
+);
+CREATE TABLE IF NOT EXISTS layer_blobs (
+    blob_digest TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS layer_blobs_diff ON layer_blobs(diff_id);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lease_resources (
+    lease_id TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (lease_id, kind, key)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: str
+    manifest_digest: str
+    manifest_media_type: str
+    size: int
+    created: str
+    added: float
+    parent: str
+    comment: str
+
+
+class MetadataDB:
+    """Access to dockyard.db.  One connection per thread; cheap to construct."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn().execute("PRAGMA journal_mode=WAL")
+        with self.write() as conn:
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise Unavailable(f"cannot open metadata database {self.path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE): committed on success, rolled back on error."""
+        conn = self._conn()
+        if conn.in_transaction:  # nested: join the outer transaction
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def read(self) -> sqlite3.Connection:
+        return self._conn()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- images --------------------------------------------------------------------------------
+    def image(self, image_id: str) -> ImageRow | None:
+        row = self.read().execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
+        return ImageRow(**dict(row)) if row else None
+
+    def images(self) -> list[ImageRow]:
+        rows = self.read().execute("SELECT * FROM images ORDER BY added DESC").fetchall()
+        return [ImageRow(**dict(r)) for r in rows]
+
+    def images_by_prefix(self, prefix: str) -> list[str]:
+        rows = self.read().execute(
+            "SELECT id FROM images WHERE id >= ? AND id < ?", (prefix, prefix + "\uffff")
+        ).fetchall()
+        return [r["id"] for r in rows]
+
+    def tags(self, image_id: str | None = None) -> list[tuple[str, str, float]]:
+        if image_id is None:
+            rows = self.read().execute("SELECT name, image_id, tagged FROM tags ORDER BY name").fetchall()
+        else:
+            rows = self.read().execute(
+                "SELECT name, image_id, tagged FROM tags WHERE image_id=? ORDER BY name", (image_id,)
+            ).fetchall()
+        return [(r["name"], r["image_id"], r["tagged"]) for r in rows]
+
+    def tag_target(self, name: str) -> str | None:
+        row = self.read().execute("SELECT image_id FROM tags WHERE name=?", (name,)).fetchone()
+        return row["image_id"] if row else None
+
+    def repo_digests(self, image_id: str | None = None) -> list[tuple[str, str, str]]:
+        q = "SELECT name, digest, image_id FROM repo_digests"
+        args: tuple = ()
+        if image_id is not None:
+            q += " WHERE image_id=?"
+            args = (image_id,)
+        return [(r["name"], r["digest"], r["image_id"]) for r in self.read().execute(q + " ORDER BY name", args)]
+
+    def digest_target(self, name: str, digest: str) -> str | None:
+        row = self.read().execute(
+            "SELECT image_id FROM repo_digests WHERE name=? AND digest=?", (name, digest)
+        ).fetchone()
+        return row["image_id"] if row else None
+
+    def image_blobs(self, image_id: str) -> list[str]:
+        rows = self.read().execute("SELECT digest FROM image_blobs WHERE image_id=?", (image_id,))
+        return [r["digest"] for r in rows]
+
+    # -- layers --------------------------------------------------------------------------------
+    def layer_blob(self, blob_digest: str) -> tuple[str, str, int] | None:
+        row = self.read().execute(
+            "SELECT diff_id, media_type, size FROM layer_blobs WHERE blob_digest=?", (blob_digest,)
+        ).fetchone()
+        return (row["diff_id"], row["media_type"], row["size"]) if row else None
+
+    def blobs_for_diff_id(self, diff_id: str) -> list[tuple[str, str, int]]:
+        rows = self.read().execute(
+            "SELECT blob_digest, media_type, size FROM layer_blobs WHERE diff_id=?", (diff_id,)
+        )
+        return [(r["blob_digest"], r["media_type"], r["size"]) for r in rows]
+
+    def record_layer_blob(self, blob_digest: str, diff_id: str, media_type: str, size: int) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO layer_blobs VALUES (?, ?, ?, ?)", (blob_digest, diff_id, media_type, size)
+            )
+
+    # -- leases --------------------------------------------------------------------------------
+    @contextmanager
+    def lease(self, ttl: float = 6 * 3600) -> Iterator[Lease]:
+        """Hold a lease for the duration of the block; resources added to it survive GC."""
+        lease_id = uuid.uuid4().hex
+        now = time.time()
+        with self.write() as conn:
+            conn.execute("INSERT INTO leases VALUES (?, ?, ?)", (lease_id, now, now + ttl))
+        try:
+            yield Lease(self, lease_id)
+        finally:
+            with self.write() as conn:
+                conn.execute("DELETE FROM leases WHERE id=?", (lease_id,))
+
+    def leased(self, kind: str) -> set[str]:
+        rows = self.read().execute(
+            "SELECT key FROM lease_resources r JOIN leases l ON l.id = r.lease_id "
+            "WHERE r.kind=? AND l.expires > ?",
+            (kind, time.time()),
+        )
+        return {r["key"] for r in rows}
+
+
+class Lease:
+    def __init__(self, db: MetadataDB, lease_id: str) -> None:
+        self.db = db
+        self.id = lease_id
+
+    def add(self, kind: str, key: str) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO lease_resources VALUES (?, ?, ?)", (self.id, kind, key))
