@@ -12,6 +12,7 @@ Schema (version 1)::
     tags(name PK = normalised "domain/path:tag", image_id, tagged)
     repo_digests(name, digest, image_id)       "domain/path" + manifest digest -> image
     layer_blobs(blob_digest PK, diff_id, media_type, size)
+    unpacked(chain_id PK, size)                 layers unpacked into the snapshotter, with their size
     leases(id PK, created, expires); lease_resources(lease_id, kind, key)
 
 Leases protect content a process has written but not yet referenced from a concurrent garbage
@@ -67,6 +68,10 @@ CREATE TABLE IF NOT EXISTS layer_blobs (
     size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS layer_blobs_diff ON layer_blobs(diff_id);
+CREATE TABLE IF NOT EXISTS unpacked (
+    chain_id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
@@ -231,6 +236,13 @@ class MetadataDB:
             (kind, time.time()),
         )
         return {r["key"] for r in rows}
+
+
+    def lease_resources(self, lease_id: str, kind: str) -> list[str]:
+        rows = self.read().execute(
+            "SELECT key FROM lease_resources WHERE lease_id=? AND kind=?", (lease_id, kind)
+        )
+        return [r["key"] for r in rows]
 
 
 class Lease:

@@ -1,0 +1,40 @@
+"""Output helpers shared by the command modules: tables, Go templates, JSON, confirmations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from dockyard.cli.format import format_rows, render
+
+
+def print_table(fmt: str | None, rows: list[dict[str, Any]], default_table: str, headers: dict[str, str]) -> None:
+    """Render rows as the docker CLI does: ``--format`` may be a template, ``table ...``, or ``json``."""
+    out = format_rows(fmt, rows, default_table, headers)
+    if out:
+        click.echo(out, nl=not out.endswith("\n"))
+
+
+def print_formatted(fmt: str, objs: list[Any]) -> None:
+    """``inspect``/``info``/``version`` with ``--format``: one rendering per object."""
+    if fmt == "json":
+        for o in objs:
+            click.echo(json.dumps(o, separators=(",", ":")))
+        return
+    for o in objs:
+        click.echo(render(fmt, o))
+
+
+def print_json(objs: list[Any]) -> None:
+    """``inspect`` without a format: an indented JSON array, as docker prints it."""
+    click.echo(json.dumps(objs, indent=4, ensure_ascii=False))
+
+
+def confirm(warning: str) -> bool:
+    click.echo(warning)
+    click.echo("Are you sure you want to continue? [y/N] ", nl=False)
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")

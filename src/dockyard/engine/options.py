@@ -1,0 +1,105 @@
+"""Options and reports of the engine facade: what the CLI, the API server and compose pass in and get
+back.  Plain dataclasses; no wire formats (the faces render them as tables or Docker's JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Filters:
+    """Docker's ``--filter key=value`` pairs, several values per key (OR within a key, AND across)."""
+
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, items: list[str] | tuple[str, ...]) -> Filters:
+        from dockyard.errors import InvalidArgument
+
+        out: dict[str, list[str]] = {}
+        for item in items:
+            if "=" not in item:
+                raise InvalidArgument(f"bad format of filter (expected name=value)")
+            k, v = item.split("=", 1)
+            out.setdefault(k.strip().lower(), []).append(v)
+        return cls(out)
+
+    def check(self, allowed: set[str]) -> None:
+        from dockyard.errors import InvalidArgument
+
+        for k in self.values:
+            if k not in allowed:
+                raise InvalidArgument(f"invalid filter '{k}'")
+
+    def get(self, key: str) -> list[str]:
+        return self.values.get(key, [])
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+
+@dataclass
+class ImageListOptions:
+    all: bool = False
+    filters: Filters = field(default_factory=Filters)
+
+
+@dataclass
+class ImageSummary:
+    id: str
+    repo_tags: list[str]                 # familiar "busybox:latest"
+    repo_digests: list[str]              # familiar "busybox@sha256:..."
+    created: float                       # seconds since the epoch
+    size: int
+    labels: dict[str, str]
+    parent: str
+    containers: int
+
+
+@dataclass
+class ImageRemoveOptions:
+    force: bool = False
+    prune: bool = True
+
+
+@dataclass
+class ImageDeleteItem:
+    untagged: str | None = None
+    deleted: str | None = None
+
+
+@dataclass
+class ImagePruneOptions:
+    all: bool = False
+    filters: Filters = field(default_factory=Filters)
+
+
+@dataclass
+class ImagePruneReport:
+    items: list[ImageDeleteItem]
+    reclaimed: int
+
+
+@dataclass
+class HistoryEntry:
+    id: str                              # image ID for the top entry, "<missing>" otherwise
+    created: float
+    created_by: str
+    size: int
+    comment: str
+    tags: list[str]
+
+
+@dataclass
+class ImportOptions:
+    reference: str | None = None
+    changes: list[str] = field(default_factory=list)
+    message: str = ""
+    platform: str | None = None
+    source_name: str = "-"               # shown in the history comment: "Imported from -"
+
+
+@dataclass
+class SaveOptions:
+    names: list[str]
+    format: str = "docker-archive"       # docker-archive | oci-archive | oci-dir
