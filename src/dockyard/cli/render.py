@@ -25,7 +25,7 @@ def print_formatted(fmt: str, objs: list[Any]) -> None:
             click.echo(json.dumps(o, separators=(",", ":")))
         return
     for o in objs:
-        click.echo(render(fmt, o))
+        click.echo(render(fmt, o, missing_key="error"))
 
 
 def print_json(objs: list[Any]) -> None:

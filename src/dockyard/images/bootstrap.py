@@ -879,7 +879,7 @@ def _labels(*, title: str, description: str, version: str, source: str, vendor: 
     }
     if created is not None:
         labels["org.opencontainers.image.created"] = (
-            datetime.datetime.fromtimestamp(created, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     if base_name:
         labels["org.opencontainers.image.base.name"] = base_name
     return labels

@@ -48,9 +48,7 @@ OCI_LAYER_NONDIST: Final = "application/vnd.oci.image.layer.nondistributable.v1.
 OCI_LAYER_NONDIST_GZIP: Final = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
 OCI_LAYER_NONDIST_ZSTD: Final = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
 OCI_LAYER_NONDIST_ENC: Final = "application/vnd.oci.image.layer.nondistributable.v1.tar+encrypted"
-OCI_LAYER_NONDIST_GZIP_ENC: Final = (
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip+encrypted"
-)
+OCI_LAYER_NONDIST_GZIP_ENC: Final = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip+encrypted"
 
 # --- Docker image manifest v2 (schema 2) -------------------------------------------------------
 DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"

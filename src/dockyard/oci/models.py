@@ -20,7 +20,7 @@ import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, Self
 
 from dockyard.errors import InvalidArgument
 from dockyard.oci import mediatypes as mt
@@ -39,8 +39,6 @@ __all__ = [
     "canonical_json",
     "parse_manifest_or_index",
 ]
-
-M = TypeVar("M", bound="_Model")
 
 
 class _F(NamedTuple):
@@ -135,7 +133,7 @@ class _Model:
     extra: dict[str, Any]
 
     @classmethod
-    def from_dict(cls: type[M], data: object, where: str | None = None) -> M:
+    def from_dict(cls, data: object, where: str | None = None) -> Self:
         where = where or cls.WHERE
         if not isinstance(data, Mapping):
             raise InvalidArgument(f"{where}: expected a JSON object, got {_json_type(data)}")
@@ -151,7 +149,8 @@ class _Model:
                 continue
             kwargs[f.attr] = _read(f, value, where)
         cls._check(kwargs, where)
-        return cls(**kwargs, extra=extra)
+        kwargs["extra"] = extra
+        return cls(**kwargs)
 
     @classmethod
     def _check(cls, kwargs: dict[str, Any], where: str) -> None:

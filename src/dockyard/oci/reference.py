@@ -198,13 +198,14 @@ def _split_docker_domain(name: str) -> tuple[str, str]:
     maybe_domain, sep, maybe_remote = name.partition("/")
     if not sep:
         return DEFAULT_DOMAIN, OFFICIAL_REPO_PREFIX + name
-    if maybe_domain == "localhost":
-        domain, remote = maybe_domain, maybe_remote
-    elif maybe_domain == LEGACY_DEFAULT_DOMAIN:
+    if maybe_domain == LEGACY_DEFAULT_DOMAIN:
         domain, remote = DEFAULT_DOMAIN, maybe_remote
-    elif "." in maybe_domain or ":" in maybe_domain:
-        domain, remote = maybe_domain, maybe_remote
-    elif maybe_domain.lower() != maybe_domain:
+    elif (
+        maybe_domain == "localhost"
+        or "." in maybe_domain
+        or ":" in maybe_domain
+        or maybe_domain.lower() != maybe_domain  # uppercase is never a path: must be a host
+    ):
         domain, remote = maybe_domain, maybe_remote
     else:
         domain, remote = DEFAULT_DOMAIN, name
@@ -223,15 +224,11 @@ def parse_normalized(s: str) -> Reference:
     if not isinstance(s, str):
         raise InvalidArgument(ERR_INVALID_FORMAT)
     if _IDENTIFIER_RE.fullmatch(s) is not None:
-        raise InvalidArgument(
-            f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings"
-        )
+        raise InvalidArgument(f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings")
     domain, remainder = _split_docker_domain(s)
     remote = remainder.split(":", 1)[0]
     if remote.lower() != remote:
-        raise InvalidArgument(
-            f"invalid reference format: repository name ({remote}) must be lowercase"
-        )
+        raise InvalidArgument(f"invalid reference format: repository name ({remote}) must be lowercase")
     return parse(domain + "/" + remainder)
 
 

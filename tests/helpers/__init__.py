@@ -1,0 +1,1 @@
+"""Shared test helpers (schema validation, fixtures) reused across test suites."""
