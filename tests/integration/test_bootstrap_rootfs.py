@@ -31,7 +31,7 @@ from dockyard.images.bootstrap import (
 
 IS_ROOT = os.geteuid() == 0
 HAS_BUSYBOX = shutil.which("dpkg-query") is not None and subprocess.run(
-    ["dpkg-query", "-W", "busybox-static"], capture_output=True).returncode == 0
+    ["dpkg-query", "-W", "busybox-static"], check=False, capture_output=True).returncode == 0
 HAS_DEBOOTSTRAP = shutil.which("debootstrap") is not None
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (chroot, mount namespaces)")
@@ -71,7 +71,7 @@ def _chroot(root: Path, script: str, *, bind_dev: bool = True) -> str:
     if bind_dev:
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
                 'mount --rbind /dev "$1/dev"; shift; exec "$@"', "sh", str(root), *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=600,
                           env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                "HOME": "/root", "LC_ALL": "C"})
     assert done.returncode == 0, f"{script!r} failed ({done.returncode}): {done.stderr}{done.stdout}"
@@ -98,7 +98,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 def test_parse_deb822_sources_and_pick_mirrors() -> None:
     sources = parse_apt_sources(HOST_SOURCES, deb822=True)
-    assert [s.uris for s in sources] == [("http://deb.debian.org/debian",), ("http://deb.debian.org/debian-security",)]
+    assert [s.uris for s in sources] == [("http://deb.debian.org/debian",),
+                                         ("http://deb.debian.org/debian-security",)]
     assert sources[0].suites == ("bookworm", "bookworm-updates")
     assert pick_debian_mirror(sources) == "http://deb.debian.org/debian"
     assert pick_debian_mirror(sources, security=True) == "http://deb.debian.org/debian-security"
@@ -146,7 +147,8 @@ def test_busybox_rootfs_has_every_applet_and_runs(scratch: Path) -> None:
     out = _chroot(dest, "echo hi; ls /", bind_dev=False)
     assert out.splitlines()[0] == "hi"
     assert {"bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "usr", "var"} <= set(out.split())
-    assert _chroot(dest, "/usr/bin/env sh -c 'id -u nobody; date +%Z'", bind_dev=False).split() == ["65534", "UTC"]
+    probe = _chroot(dest, "/usr/bin/env sh -c 'id -u nobody; date +%Z'", bind_dev=False)
+    assert probe.split() == ["65534", "UTC"]
 
     passwd = (dest / "etc/passwd").read_text().splitlines()
     assert passwd[0] == "root:x:0:0:root:/root:/bin/sh"
@@ -163,7 +165,8 @@ def test_busybox_rootfs_has_every_applet_and_runs(scratch: Path) -> None:
     version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "busybox-static"],
                              capture_output=True, text=True, check=True).stdout
     assert spec.labels["org.opencontainers.image.version"] == version
-    assert spec.labels["org.opencontainers.image.source"].startswith(f"debian package busybox-static {version} (")
+    source = spec.labels["org.opencontainers.image.source"]
+    assert source.startswith(f"debian package busybox-static {version} (")
     assert spec.source_date_epoch is not None
     newest = max(os.lstat(os.path.join(d, n)).st_mtime for d, ds, fs in os.walk(dest) for n in ds + fs)
     assert newest <= spec.source_date_epoch
@@ -237,7 +240,8 @@ def test_debian_rootfs_runs_dpkg(debian: tuple[Path, BaseImageSpec]) -> None:
     root, spec = debian
     assert int(_chroot(root, "/bin/bash -c 'dpkg -l | wc -l'")) > 80
     assert spec.reference == "debian:bookworm-slim" and spec.cmd == ["bash"] and spec.parent is None
-    assert spec.labels["org.opencontainers.image.version"] == (root / "etc/debian_version").read_text().strip()
+    debian_version = (root / "etc/debian_version").read_text().strip()
+    assert spec.labels["org.opencontainers.image.version"] == debian_version
     assert spec.labels["org.opencontainers.image.source"].startswith("debootstrap ")
     assert spec.source_date_epoch and "org.opencontainers.image.created" in spec.labels
 
@@ -256,7 +260,7 @@ def python(debian: tuple[Path, BaseImageSpec]) -> Iterator[tuple[Path, Path | No
             d.mkdir()
         mounted = subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
-             str(merged)], capture_output=True).returncode == 0
+             str(merged)], check=False, capture_output=True).returncode == 0
         if not mounted:
             subprocess.run(["cp", "-a", f"{lower}/.", str(merged)], check=True)
         try:
@@ -273,7 +277,7 @@ def python(debian: tuple[Path, BaseImageSpec]) -> Iterator[tuple[Path, Path | No
 @pytest.mark.slow
 @pytest.mark.root
 def test_python_layer_holds_only_the_install(python: tuple[Path, Path | None, BaseImageSpec]) -> None:
-    root, upper, _ = python
+    root, upper, spec = python
     for rel in ("dev", "var/lib/apt/lists", "var/cache/apt"):
         assert list((root / rel).iterdir()) == [], rel
     assert not os.path.lexists(root / "etc/resolv.conf")
@@ -284,8 +288,15 @@ def test_python_layer_holds_only_the_install(python: tuple[Path, Path | None, Ba
     whiteouts = [os.path.relpath(os.path.join(d, n), upper) for d, ds, fs in os.walk(upper) for n in fs + ds
                  if stat.S_ISCHR(os.lstat(os.path.join(d, n)).st_mode)]
     assert whiteouts == [], f"add_python deleted files of the debian layer: {whiteouts}"
-    for rel in ("dev", "etc/resolv.conf", "var/lib/apt/lists/partial", "var/log/dpkg.log"):
+    assert not os.path.lexists(upper / "usr/bin/bash"), "an untouched debian file was copied up"
+    assert spec.source_date_epoch is not None
+    newer = [os.path.join(d, n) for d, ds, fs in os.walk(upper) for n in fs + ds
+             if os.lstat(os.path.join(d, n)).st_mtime > spec.source_date_epoch]
+    assert newer == [], newer[:10]
+    for rel in ("dev", "var/lib/apt/lists", "var/cache/apt", "tmp"):
         assert not os.path.lexists(upper / rel) or list((upper / rel).iterdir()) == [], rel
+    for rel in ("etc/resolv.conf", "var/log/dpkg.log", "var/log/apt/history.log"):
+        assert not os.path.lexists(upper / rel), rel
 
 
 @pytest.mark.slow
@@ -306,15 +317,19 @@ def test_python_runs_with_venv_and_pip(python: tuple[Path, Path | None, BaseImag
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_pip_installs_as_root_like_the_official_image(python: tuple[Path, Path | None, BaseImageSpec]) -> None:
+def test_pip_installs_as_root_like_the_official_image(
+    python: tuple[Path, Path | None, BaseImageSpec],
+) -> None:
     root, _, _ = python
     pkg = root / "tmp/probe"
     (pkg / "dockyard_probe").mkdir(parents=True)
     (pkg / "dockyard_probe/__init__.py").write_text("VALUE = 42\n")
     (pkg / "setup.py").write_text("from setuptools import setup\n"
-                                  "setup(name='dockyard-probe', version='1.0', packages=['dockyard_probe'])\n")
+                                  "setup(name='dockyard-probe', version='1.0',"
+                                  " packages=['dockyard_probe'])\n")
     try:
         _chroot(root, "cd /tmp && pip install -q --no-index --no-build-isolation /tmp/probe")
-        assert _chroot(root, "cd / && python -c 'import dockyard_probe; print(dockyard_probe.VALUE)'") == "42\n"
+        probe = _chroot(root, "cd / && python -c 'import dockyard_probe; print(dockyard_probe.VALUE)'")
+        assert probe == "42\n"
     finally:
         _chroot(root, "pip uninstall -q -y dockyard-probe; rm -rf /tmp/probe /tmp/v /root/.cache")

@@ -47,16 +47,18 @@ import fnmatch
 import os
 import re
 import shutil
+import signal
 import stat
 import struct
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard.errors import FailedPrecondition, PermissionDenied, Unavailable
+from dockyard.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unavailable
 
 Log = Callable[[str], None]
 
@@ -67,6 +69,7 @@ PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
 _APT_TIMEOUT = 1800.0
 _UNSTABLE_SUITES = {"sid", "unstable", "experimental"}
+_SUITE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 
 @dataclass
@@ -134,7 +137,11 @@ def build_busybox_rootfs(dest: Path, *, log: Log | None = None) -> BaseImageSpec
     layer stores the binary once, and ``ls /bin`` looks like Docker Hub's busybox.  The layer tar must
     therefore keep hardlinks.  Needs root only to give the home directories their owners.
     """
-    say = log or _quiet
+    with _umask(0o022):
+        return _build_busybox(dest, log or _quiet)
+
+
+def _build_busybox(dest: Path, say: Log) -> BaseImageSpec:
     binary, package, version = _host_busybox()
     _prepare_dest(dest)
     epoch = int(binary.stat().st_mtime)
@@ -292,9 +299,18 @@ def build_debian_rootfs(dest: Path, suite: str = "bookworm", mirror: str | None 
     files, man pages, info, locales) both applied and written to dpkg.cfg.d so later installs obey
     them.  mtimes newer than the archive's Release date are clamped to it.  Takes 1-3 minutes.
     """
-    say = log or _quiet
     _require_root()
     mirror = (mirror or host_apt_mirror()).rstrip("/")
+    if not _SUITE.match(suite):
+        raise InvalidArgument(f"invalid Debian suite {suite!r}")
+    scheme = urllib.parse.urlsplit(mirror).scheme
+    if scheme not in ("http", "https", "file") or any(c.isspace() for c in mirror):
+        raise InvalidArgument(f"invalid Debian mirror {mirror!r}: want an http(s):// or file:// URL")
+    with _umask(0o022):
+        return _build_debian(dest, suite, mirror, log or _quiet)
+
+
+def _build_debian(dest: Path, suite: str, mirror: str, say: Log) -> BaseImageSpec:
     security = _security_mirror(mirror)
     debootstrap_version = _dpkg_query_version("debootstrap", missing="debootstrap is not installed on "
                                               "this host (apt-get install debootstrap)")
@@ -318,7 +334,8 @@ def build_debian_rootfs(dest: Path, suite: str = "bookworm", mirror: str | None 
 
     with _host_dns(dest) as bind_resolv:
         say(f"apt-get update and full-upgrade ({suite}, {suite}-updates, {suite}-security)")
-        _chroot(dest, ["apt-get", "update", "-qq"], bind_resolv=bind_resolv, what="apt-get update")
+        _chroot(dest, ["apt-get", *_host_apt_options(), "update", "-qq"], bind_resolv=bind_resolv,
+                what="apt-get update")
         _chroot(dest, ["apt-get", "full-upgrade", "-y", "-qq", "--no-install-recommends"],
                 bind_resolv=bind_resolv, what="apt-get full-upgrade")
     # As debuerreotype: everything in minbase is essential or needed by it, so mark it all "auto"; then
@@ -354,7 +371,7 @@ def build_debian_rootfs(dest: Path, suite: str = "bookworm", mirror: str | None 
         env=[PATH_ENV],
         labels=_labels(
             title="debian",
-            description=f"{pretty}, slim: debootstrap --variant=minbase cleaned like the official -slim image",
+            description=f"{pretty}, slim: debootstrap --variant=minbase cleaned like the official image",
             version=debian_version,
             source=f"debootstrap {debootstrap_version} --variant=minbase {suite} ({_host_of(mirror)})",
             vendor="Debian",
@@ -525,11 +542,13 @@ def add_python(root: Path, *, packages: Sequence[str] = PYTHON_PACKAGES,
     os_release = _read_os_release(root)
     codename = os_release.get("VERSION_CODENAME", "bookworm")
     mirror = _mirror_of_root(root)
+    started = time.time() - 1  # ctime granularity; anything changed since is already in the upper dir
 
     with _host_dns(root) as bind_resolv:
         try:
             say(f"apt-get install {' '.join(packages)} (from {_host_of(mirror)})")
-            _chroot(root, ["apt-get", "update", "-qq"], bind_resolv=bind_resolv, what="apt-get update")
+            _chroot(root, ["apt-get", *_host_apt_options(), "update", "-qq"], bind_resolv=bind_resolv,
+                    what="apt-get update")
             epoch = _apt_lists_epoch(root)
             _chroot(root, ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
                     bind_resolv=bind_resolv, what="apt-get install", timeout=_APT_TIMEOUT)
@@ -564,7 +583,7 @@ def add_python(root: Path, *, packages: Sequence[str] = PYTHON_PACKAGES,
             if not os.path.islink(cache):
                 shutil.rmtree(cache)
     if epoch is not None:
-        _clamp_mtimes(root, epoch)
+        _clamp_mtimes(root, epoch, changed_since=started)
 
     installed = ", ".join(f"{name} {versions[name]}" for name in packages if name in versions)
     return BaseImageSpec(
@@ -661,7 +680,8 @@ def pick_debian_mirror(sources: Sequence[AptSource], *, security: bool = False) 
             if parsed.scheme not in ("http", "https", "file"):
                 continue
             tail = parsed.path.rstrip("/").rsplit("/", 1)[-1]
-            if tail == ("debian-security" if security else "debian") or "debian-archive-keyring" in source.signed_by:
+            wanted = "debian-security" if security else "debian"
+            if tail == wanted or "debian-archive-keyring" in source.signed_by:
                 return uri.rstrip("/")
     return None
 
@@ -684,6 +704,23 @@ def _mirror_of_root(root: Path) -> str:
     return pick_debian_mirror(_host_sources(root / "etc/apt")) or DEFAULT_MIRROR
 
 
+def _host_apt_options() -> list[str]:
+    """The host's own relaxations of Release-file freshness checks, for the build's apt-get update only.
+
+    A host whose clock or archive mirror is off (a frozen snapshot, a VM clock ahead of the archive)
+    sets Acquire::Check-Valid-Until/Check-Date to false; the same archive seen from the chroot needs
+    the same.  Signatures are still checked; nothing of this is written into the image."""
+    try:
+        dump = _run(["apt-config", "dump"], what="apt-config dump").stdout
+    except Unavailable:
+        return []
+    options = []
+    for key in ("Acquire::Check-Valid-Until", "Acquire::Check-Date"):
+        if re.search(rf'^{re.escape(key)} "(false|no|0)";$', dump, re.MULTILINE | re.IGNORECASE):
+            options += ["-o", f"{key}=false"]
+    return options
+
+
 def _host_of(uri: str) -> str:
     return urllib.parse.urlsplit(uri).netloc or uri
 
@@ -704,7 +741,8 @@ def _chroot(root: Path, argv: Sequence[str], *, what: str, bind_resolv: bool = F
             timeout: float | None = _APT_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` chrooted in ``root`` with /dev, /proc and /sys bind-mounted in a private mount
     namespace; the mounts vanish when the command ends, however it ends."""
-    env = [PATH_ENV, "LC_ALL=C", "HOME=/root", "DEBIAN_FRONTEND=noninteractive", "DEBCONF_NONINTERACTIVE_SEEN=true"]
+    env = [PATH_ENV, "LC_ALL=C", "HOME=/root", "DEBIAN_FRONTEND=noninteractive",
+           "DEBCONF_NONINTERACTIVE_SEEN=true"]
     resolv = os.path.realpath("/etc/resolv.conf") if bind_resolv else ""
     return _run(["unshare", "--mount", "--propagation", "private", "sh", "-euc", _CHROOT_SCRIPT, "sh",
                  str(root), resolv, *env, *argv], what=what, timeout=timeout)
@@ -734,16 +772,25 @@ def _host_dns(root: Path) -> Iterator[bool]:
 
 
 def _run(argv: Sequence[str], *, what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to completion in its own process group, output captured.  Whatever stops the wait
+    (timeout, Ctrl-C) kills the whole group, so no dpkg or http method keeps writing into the root."""
     try:
-        return subprocess.run(list(argv), check=True, capture_output=True, text=True, errors="replace",
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
     except FileNotFoundError as exc:
         raise Unavailable(f"{what} failed: {argv[0]} is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise Unavailable(f"{what} timed out after {timeout:.0f}s") from exc
-    except subprocess.CalledProcessError as exc:
-        output = _tail(exc.stderr or "") or _tail(exc.stdout or "")
-        raise Unavailable(f"{what} failed (exit {exc.returncode}): {output}") from exc
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except BaseException as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise Unavailable(f"{what} timed out after {timeout:.0f}s") from exc
+            raise
+    if proc.returncode != 0:
+        raise Unavailable(f"{what} failed (exit {proc.returncode}): {_tail(stderr) or _tail(stdout)}")
+    return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
 
 
 def _dpkg_query_version(package: str, *, missing: str | None = None) -> str:
@@ -824,11 +871,14 @@ def _rmdir_if_empty(path: Path) -> None:
         pass
 
 
-def _clamp_mtimes(root: Path, epoch: int) -> None:
+def _clamp_mtimes(root: Path, epoch: int, *, changed_since: float | None = None) -> None:
     """Set every mtime newer than ``epoch`` to it (debuerreotype-fixup), so rebuilding from the same
-    inputs gives the same layer bytes.  Older files keep their package timestamps."""
+    inputs gives the same layer bytes.  Older files keep their package timestamps.  With
+    ``changed_since`` only files whose ctime is that recent are touched: on an overlay, touching an
+    untouched lower file would copy it up into the new layer."""
     def clamp(path: str) -> None:
-        if os.lstat(path).st_mtime > epoch:
+        st = os.lstat(path)
+        if st.st_mtime > epoch and (changed_since is None or st.st_ctime >= changed_since):
             os.utime(path, (epoch, epoch), follow_symlinks=False)
 
     # Bottom-up, so setting a file's time cannot be undone by a later change in its directory.
@@ -836,6 +886,16 @@ def _clamp_mtimes(root: Path, epoch: int) -> None:
         for name in [*files, *dirs]:
             clamp(os.path.join(dirpath, name))
     clamp(str(root))
+
+
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    """Modes of the image must not depend on the caller's umask (debootstrap inherits it too)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def _prepare_dest(dest: Path) -> None:

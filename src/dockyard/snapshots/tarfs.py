@@ -49,11 +49,12 @@ import os
 import posixpath
 import shutil
 import stat
+import struct
 import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, TypeVar
 
 from dockyard.errors import (
     DataLoss,
@@ -71,10 +72,11 @@ WHITEOUT_OPAQUE = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 _OVERLAY_XATTR_PREFIX = "trusted.overlay."
 _PAX_XATTR_PREFIX = "SCHILY.xattr."
+_T = TypeVar("_T")
 
 #: Size of the reads tarfile's stream layer makes from the (decompressed) input.  tarfile copies
 #: its buffer on every small read, so this stays moderate; file data is moved in COPY_CHUNK pieces.
-_TAR_BUFSIZE = 64 * 1024
+_TAR_BUFSIZE = 16 * 1024
 COPY_CHUNK = 1 << 20
 
 
@@ -131,13 +133,62 @@ class _HashingWriter:
         return "sha256:" + self._hash.hexdigest()
 
 
-class _StrictTarInfo(tarfile.TarInfo):
-    """tarfile silently treats a bad or truncated header after the first as the end of the archive.
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
 
-    Go's archive/tar (and so Docker) fails instead; we do too, and we require the end-of-archive
-    marker, because a stream that simply stops at a member boundary is indistinguishable from a
-    truncated download otherwise.
+
+def _octal(field: bytes) -> int:
+    """A plain octal number field; ValueError for anything else (base-256, garbage)."""
+    if field[0] & 0x80:
+        raise ValueError("base-256 number")
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Stricter and faster header parsing for :func:`apply_layer`.
+
+    Strict: tarfile silently treats a bad or truncated header after the first as the end of the
+    archive; Go's archive/tar (and so Docker) fails instead, and so do we.  We also require the
+    end-of-archive marker, because a stream that simply stops at a member boundary is otherwise
+    indistinguishable from a truncated download.
+
+    Fast: ``frombuf`` parses the common ustar/GNU header with one struct unpack and an unsigned
+    checksum; anything unusual (base-256 numbers, signed checksums, old GNU sparse, EOF blocks)
+    falls back to tarfile's own parser, which also raises the proper header errors.
     """
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:  # type: ignore[override]
+        if len(buf) != tarfile.BLOCKSIZE or buf[156:157] == tarfile.GNUTYPE_SPARSE:
+            return super().frombuf(buf, encoding, errors)
+        (name, mode, uid, gid, size, mtime, chksum, kind, linkname, _magic, _version, uname, gname,
+         devmajor, devminor, prefix) = _USTAR.unpack(buf)
+        try:
+            checksum = _octal(chksum)
+            if checksum != sum(buf) - sum(chksum) + 256:  # the field itself counts as 8 spaces
+                raise ValueError("checksum")
+            obj = cls()
+            obj.mode, obj.uid, obj.gid = _octal(mode), _octal(uid), _octal(gid)
+            obj.size, obj.mtime = _octal(size), _octal(mtime)
+            if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):  # meaningless (and often junk) otherwise
+                obj.devmajor, obj.devminor = _octal(devmajor), _octal(devminor)
+        except ValueError:
+            return super().frombuf(buf, encoding, errors)
+
+        def text(field: bytes) -> str:
+            end = field.find(b"\0")
+            return (field if end == -1 else field[:end]).decode(encoding, errors)
+
+        obj.chksum, obj.type = checksum, kind
+        obj.name, obj.linkname = text(name), text(linkname)
+        obj.uname, obj.gname = text(uname), text(gname)
+        if kind == tarfile.AREGTYPE and obj.name.endswith("/"):
+            obj.type = tarfile.DIRTYPE  # old V7 directories
+        if obj.isdir():
+            obj.name = obj.name.rstrip("/")
+        head = text(prefix)
+        if head and kind not in tarfile.GNU_TYPES:
+            obj.name = head + "/" + obj.name
+        return obj
 
     @classmethod
     def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
@@ -149,7 +200,9 @@ class _StrictTarInfo(tarfile.TarInfo):
         except tarfile.EmptyHeaderError:
             if position == 0:
                 raise DataLoss("not a tar archive: the stream is empty") from None
-            raise DataLoss(f"unexpected EOF at offset {position}: the tar has no end-of-archive marker")
+            raise DataLoss(
+                f"unexpected EOF at offset {position}: the tar has no end-of-archive marker"
+            ) from None
         except tarfile.TruncatedHeaderError:
             if position == 0:
                 raise DataLoss("not a tar archive: shorter than one tar header") from None
@@ -183,6 +236,18 @@ def _fs_error(entry: str, exc: OSError) -> DockyardError:
     if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL):
         return InvalidArgument(text)
     return FailedPrecondition(text)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777  # unknown: treat every bit as cut, so modes are always set explicitly
 
 
 def _ns(mtime: float | int) -> int:
@@ -353,8 +418,10 @@ class _Extractor:
         self.allow_devices = allow_devices
         self.overlay = overlay_whiteouts
         self.chown = os.geteuid() == 0
+        self.umask = _current_umask()
         self.size = 0
         self.unpacked: set[str] = set()  # real paths this layer created (whiteouts spare them)
+        self.holders: set[str] = set()  # directories holding something this layer created
         self.files: set[str] = set()  # regular files this layer created (hard link targets)
         self.whiteouts: set[str] = set()  # overlay whiteout devices this layer created
         self.dir_times: dict[str, int] = {}  # directory mtimes, set last (children touch them)
@@ -368,57 +435,84 @@ class _Extractor:
         self.tree.trim()
         name = clean_name(member.name)
         if not name:
-            if not member.isdir():
-                raise InvalidArgument(f"tar entry {member.name!r}: the layer root must be a directory")
-            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.tree.root_fd)
-            try:
-                self._fd_meta(fd, member)
-            finally:
-                os.close(fd)
-            self.dir_times[""] = _ns(member.mtime)
+            self._root_entry(member)
             return
         parent, _, base = name.rpartition("/")
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(member, parent, base)
             return
+        # Validate everything about the entry before touching the filesystem.
+        link_target = None
         if member.islnk():
-            link_target = self._hardlink_target(member, name)  # validate before touching anything
+            link_target = self._hardlink_target(member)
+        elif member.issym():
+            self._check_symlink(member, parent)
+        elif member.ischr() or member.isblk():
+            if not self.allow_devices:
+                raise InvalidArgument(f"tar entry {member.name!r}: device nodes are not allowed in layers")
+        elif not (member.isreg() or member.isdir() or member.isfifo()):
+            raise InvalidArgument(f"tar entry {member.name!r}: unsupported tar entry type {member.type!r}")
         pfd, preal = self.tree.open_dir(parent, create=True, entry=member.name)  # type: ignore[misc]
         real = f"{preal}/{base}" if preal else base
-        existing = _lstat(pfd, base)
-        keep_dir = existing is not None and stat.S_ISDIR(existing.st_mode) and member.isdir()
-        if existing is not None and not keep_dir:
-            self._remove(pfd, base, existing)
         if member.isreg():
             self._regular(member, tf, pfd, base)
             self.files.add(real)
         elif member.isdir():
-            self._directory(member, pfd, base, real, keep_dir)
+            self._directory(member, pfd, base, real)
         elif member.issym():
-            self._symlink(member, parent, pfd, base)
-        elif member.islnk():
+            self._create(pfd, base, lambda: os.symlink(member.linkname, base, dir_fd=pfd))
+            self._at_meta(pfd, base, member, symlink=True)
+        elif link_target is not None:
             tfd, tbase, treal = link_target
             if treal == real:
                 raise InvalidArgument(f"tar entry {member.name!r}: hard link to itself")
-            os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            self._create(pfd, base, lambda: os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False))
             self.files.add(real)
-        elif member.ischr() or member.isblk():
-            if not self.allow_devices:
-                raise InvalidArgument(f"tar entry {member.name!r}: device nodes are not allowed in layers")
-            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-            os.mknod(base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=pfd)
-            self._at_meta(pfd, base, member)
         elif member.isfifo():
-            os.mkfifo(base, 0o600, dir_fd=pfd)
+            self._create(pfd, base, lambda: os.mkfifo(base, 0o600, dir_fd=pfd))
             self._at_meta(pfd, base, member)
         else:
-            raise InvalidArgument(f"tar entry {member.name!r}: unsupported tar entry type {member.type!r}")
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            device = os.makedev(member.devmajor, member.devminor)
+            self._create(pfd, base, lambda: os.mknod(base, kind | 0o600, device, dir_fd=pfd))
+            self._at_meta(pfd, base, member)
         self.unpacked.add(real)
+        while preal and preal not in self.holders:  # amortised O(1): stops at a known ancestor
+            self.holders.add(preal)
+            preal = preal.rpartition("/")[0]
+
+    def _create(self, pfd: int, base: str, make: Callable[[], _T], *, keep_dir: bool = False) -> _T | None:
+        """Run ``make`` (an exclusive create); if the name is taken, remove the old entry and retry.
+
+        Trying first saves a stat per entry in the common case (a fresh directory).  With
+        ``keep_dir`` an existing directory is kept (a dir entry over a dir) and None is returned.
+        """
+        try:
+            return make()
+        except FileExistsError:
+            existing = _lstat(pfd, base)
+            if existing is not None:
+                if keep_dir and stat.S_ISDIR(existing.st_mode):
+                    return None
+                self._remove(pfd, base, existing)
+            return make()
 
     # -- entry kinds --------------------------------------------------------------------------
 
+    def _root_entry(self, member: tarfile.TarInfo) -> None:
+        if not member.isdir():
+            raise InvalidArgument(f"tar entry {member.name!r}: the layer root must be a directory")
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.tree.root_fd)
+        try:
+            self._fd_meta(fd, member)
+        finally:
+            os.close(fd)
+        self.dir_times[""] = _ns(member.mtime)
+
     def _regular(self, member: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int, base: str) -> None:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        perm = member.mode & 0o777
+        fd: int = self._create(pfd, base, lambda: os.open(base, flags, perm, dir_fd=pfd))  # type: ignore[assignment]
         try:
             if member.sparse is not None:
                 source = tf.extractfile(member)
@@ -435,14 +529,15 @@ class _Extractor:
                 while view:
                     view = view[os.write(fd, view) :]
                 remaining -= len(chunk)
-            self._fd_meta(fd, member)
+            # The create mode already is the final mode unless the umask cut it or special bits
+            # (setuid, setgid, sticky) are wanted: then chmod, after chown (which clears them).
+            self._fd_meta(fd, member, chmod=bool(member.mode & 0o7000 or perm & self.umask))
         finally:
             os.close(fd)
         self.size += member.size
 
-    def _directory(self, member: tarfile.TarInfo, pfd: int, base: str, real: str, existed: bool) -> None:
-        if not existed:
-            os.mkdir(base, 0o700, dir_fd=pfd)
+    def _directory(self, member: tarfile.TarInfo, pfd: int, base: str, real: str) -> None:
+        self._create(pfd, base, lambda: os.mkdir(base, 0o700, dir_fd=pfd), keep_dir=True)
         fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
             self._fd_meta(fd, member)
@@ -453,7 +548,7 @@ class _Extractor:
             os.close(fd)
         self.dir_times[real] = _ns(member.mtime)
 
-    def _symlink(self, member: tarfile.TarInfo, parent: str, pfd: int, base: str) -> None:
+    def _check_symlink(self, member: tarfile.TarInfo, parent: str) -> None:
         target = member.linkname
         if not target or "\x00" in target:
             raise InvalidArgument(f"tar entry {member.name!r}: empty or invalid symlink target")
@@ -463,10 +558,8 @@ class _Extractor:
                 raise InvalidArgument(
                     f"tar entry {member.name!r}: symlink target {target!r} escapes the layer root"
                 )
-        os.symlink(target, base, dir_fd=pfd)
-        self._at_meta(pfd, base, member, symlink=True)
 
-    def _hardlink_target(self, member: tarfile.TarInfo, name: str) -> tuple[int, str, str]:
+    def _hardlink_target(self, member: tarfile.TarInfo) -> tuple[int, str, str]:
         try:
             target = clean_name(member.linkname)
         except InvalidArgument:
@@ -511,7 +604,7 @@ class _Extractor:
             return  # flattening and the directory does not exist: nothing to delete
         dfd, dreal = found
         real = f"{dreal}/{victim}" if dreal else victim
-        if real in self.unpacked:
+        if real in self.unpacked or real in self.holders:
             return  # whiteouts hide lower layers only, never this layer's own entries
         existing = _lstat(dfd, victim)
         if existing is not None:
@@ -520,6 +613,8 @@ class _Extractor:
             os.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=dfd)
             if self.chown:
                 os.chown(victim, member.uid, member.gid, dir_fd=dfd, follow_symlinks=False)
+            mtime = _ns(member.mtime)  # kept, so that write_layer_from_upper round-trips exactly
+            os.utime(victim, ns=(mtime, mtime), dir_fd=dfd, follow_symlinks=False)
             self.whiteouts.add(real)
 
     def _remove_lower_children(self, dfd: int, dreal: str) -> None:
@@ -538,7 +633,7 @@ class _Extractor:
                         children = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
                     for child, is_dir in children:
                         real = f"{real_dir}/{child}" if real_dir else child
-                        if real in self.unpacked:
+                        if real in self.unpacked or real in self.holders:
                             if is_dir:
                                 pending.append((os.open(child, flags, dir_fd=fd), real))
                             continue
@@ -576,12 +671,13 @@ class _Extractor:
                 if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
                     raise
 
-    def _fd_meta(self, fd: int, member: tarfile.TarInfo) -> None:
+    def _fd_meta(self, fd: int, member: tarfile.TarInfo, *, chmod: bool = True) -> None:
         """Owner, xattrs, mode (after chown, which clears setuid), then times, on an open fd."""
         if self.chown:
             os.fchown(fd, member.uid, member.gid)
         self._xattrs(fd, member)
-        os.fchmod(fd, member.mode & 0o7777)
+        if chmod:
+            os.fchmod(fd, member.mode & 0o7777)
         if not member.isdir():
             mtime = _ns(member.mtime)
             os.utime(fd, ns=(mtime, mtime))
