@@ -204,7 +204,8 @@ def test_prepare_commit_chain_and_errors(env: Env) -> None:
 
 L1 = layer(
     ("etc/", None), ("etc/os-release", "debian"), ("etc/motd", "old motd"), ("etc/hostname", "box"),
-    ("var/", None), ("var/lib/", None), ("var/lib/data/", None), ("var/lib/data/old1", "1"), ("var/lib/data/old2", "2"),
+    ("var/", None), ("var/lib/", None), ("var/lib/data/", None),
+    ("var/lib/data/old1", "1"), ("var/lib/data/old2", "2"),
     ("bin/", None), ("bin/sh", "#!sh"), ("bin/ash", "=>bin/sh"), ("bin/bash", "->sh"),
     ("usr/", None), ("usr/share/", None), ("usr/share/doc", "doc"),
 )
@@ -260,7 +261,8 @@ def test_container_changes_become_a_layer(env: Env) -> None:
         assert name in members, (name, sorted(members))
     assert members[".wh.usr"].isreg() and members[".wh.usr"].size == 0
     assert "etc/motd" not in members and "bin/ash" not in members  # untouched lower files
-    assert not any(k.startswith("SCHILY.xattr.trusted.overlay.") for m in members.values() for k in m.pax_headers)
+    xattrs = [k for m in members.values() for k in m.pax_headers if k.startswith("SCHILY.xattr.")]
+    assert not [k for k in xattrs if k.startswith("SCHILY.xattr.trusted.overlay.")]
 
     # Applying the diff on the same parent reproduces the container's filesystem.
     s.apply("sha256:" + "c" * 64, names[-1], io.BytesIO(out.getvalue()))
@@ -321,7 +323,10 @@ def test_cleanup_removes_crash_leftovers(env: Env) -> None:
 # -- concurrency --------------------------------------------------------------------------------
 
 
-def _apply_worker(root: str, chain: list[tuple[str, str | None, bytes]], barrier, results) -> None:  # type: ignore[no-untyped-def]
+Chain = list[tuple[str, str | None, bytes]]
+
+
+def _apply_worker(root: str, chain: Chain, barrier, results) -> None:  # type: ignore[no-untyped-def]
     snap = OverlaySnapshotter(Path(root))
     barrier.wait()
     for name, parent, data in chain:
@@ -334,11 +339,12 @@ def _apply_worker(root: str, chain: list[tuple[str, str | None, bytes]], barrier
             results.put(("error", f"{name}: {exc!r}"))
 
 
-def _run_workers(env: Env, chain: list[tuple[str, str | None, bytes]], count: int) -> list[tuple[str, str]]:
+def _run_workers(env: Env, chain: Chain, count: int) -> list[tuple[str, str]]:
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(count)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_apply_worker, args=(str(env.snap.root), chain, barrier, results)) for _ in range(count)]
+    args = (str(env.snap.root), chain, barrier, results)
+    procs = [ctx.Process(target=_apply_worker, args=args) for _ in range(count)]
     for p in procs:
         p.start()
     try:
@@ -368,7 +374,7 @@ def test_concurrent_apply_of_the_same_layer(env: Env) -> None:
 
 
 def test_concurrent_apply_of_a_shared_chain(env: Env) -> None:
-    chain: list[tuple[str, str | None, bytes]] = []
+    chain: Chain = []
     parent: str | None = None
     for i in range(6):
         data = layer((f"l{i}/", None), (f"l{i}/data", os.urandom(200_000)))

@@ -142,7 +142,10 @@ def refused(sandbox: Sandbox, data: bytes, error: type[Exception], match: str, *
 
 @pytest.mark.parametrize(
     ("name", "cleaned"),
-    [("a/b", "a/b"), ("./a/b/", "a/b"), ("/abs/path", "abs/path"), ("a/../b", "b"), ("./", ""), ("/", ""), ("a//b", "a/b")],
+    [
+        ("a/b", "a/b"), ("./a/b/", "a/b"), ("/abs/path", "abs/path"), ("a/../b", "b"),
+        ("./", ""), ("/", ""), ("a//b", "a/b"),
+    ],
 )
 def test_clean_name(name: str, cleaned: str) -> None:
     assert clean_name(name) == cleaned
@@ -175,7 +178,8 @@ def test_inner_dotdot_allowed(sandbox: Sandbox) -> None:
 
 
 def test_symlink_escaping_relative_refused_before_use(sandbox: Sandbox) -> None:
-    refused(sandbox, make_tar(S("link", "../../.."), E("link/file", data=b"x")), InvalidArgument, "symlink target")
+    hostile = make_tar(S("link", "../../.."), E("link/file", data=b"x"))
+    refused(sandbox, hostile, InvalidArgument, "symlink target")
     assert not os.path.lexists(sandbox.root / "link")
     refused(sandbox, make_tar(S("a/b/link", "../../../outside")), InvalidArgument, "escapes")
 
@@ -183,7 +187,11 @@ def test_symlink_escaping_relative_refused_before_use(sandbox: Sandbox) -> None:
 def test_symlink_to_absolute_dir_then_file_stays_inside(sandbox: Sandbox) -> None:
     """``etc -> <sentinel>`` then ``etc/passwd``: chroot semantics put it under the root."""
     before = sandbox.snapshot_outside()
-    sandbox.apply(make_tar(S("etc", str(sandbox.outside)), E("etc/passwd", data=b"root::0:0"), E("etc/secret", data=b"!")))
+    sandbox.apply(
+        make_tar(
+            S("etc", str(sandbox.outside)), E("etc/passwd", data=b"root::0:0"), E("etc/secret", data=b"!")
+        )
+    )
     assert sandbox.snapshot_outside() == before
     landed = sandbox.root / str(sandbox.outside).lstrip("/")
     assert (landed / "passwd").read_bytes() == b"root::0:0"
@@ -195,7 +203,8 @@ def test_symlink_to_host_etc_never_writes_host(sandbox: Sandbox) -> None:
     """``etc -> /etc`` inside a chroot points at itself: the write is refused, as chroot would."""
     canary = f"dockyard-test-canary-{uuid.uuid4().hex}"
     try:
-        refused(sandbox, make_tar(S("etc", "/etc"), E(f"etc/{canary}", data=b"x")), InvalidArgument, "symbolic links")
+        hostile = make_tar(S("etc", "/etc"), E(f"etc/{canary}", data=b"x"))
+        refused(sandbox, hostile, InvalidArgument, "symbolic links")
         assert not os.path.lexists(f"/etc/{canary}")
         # with a real directory behind it, the same link works and stays inside the root
         sandbox.apply(make_tar(S("etc", "/private/etc"), D("private/etc"), E(f"etc/{canary}", data=b"x")))
@@ -209,7 +218,9 @@ def test_symlink_to_host_etc_never_writes_host(sandbox: Sandbox) -> None:
 def test_symlink_dotdot_clamped_at_root(sandbox: Sandbox) -> None:
     # "d/up -> .." is inside; "/.." as an absolute target is the root itself (chroot semantics).
     before = sandbox.snapshot_outside()
-    sandbox.apply(make_tar(D("d"), S("d/up", ".."), E("d/up/f1", data=b"1"), S("top", "/.."), E("top/f2", data=b"2")))
+    sandbox.apply(
+        make_tar(D("d"), S("d/up", ".."), E("d/up/f1", data=b"1"), S("top", "/.."), E("top/f2", data=b"2"))
+    )
     assert (sandbox.root / "f1").read_bytes() == b"1"
     assert (sandbox.root / "f2").read_bytes() == b"2"
     assert sandbox.snapshot_outside() == before
@@ -218,7 +229,9 @@ def test_symlink_dotdot_clamped_at_root(sandbox: Sandbox) -> None:
 def test_symlink_chain_through_absolute_links_stays_inside(sandbox: Sandbox) -> None:
     before = sandbox.snapshot_outside()
     sandbox.apply(
-        make_tar(S("a", "/b/../../../.."), S("b", str(sandbox.base)), E("a/outside/secret", data=b"overwritten?"))
+        make_tar(
+            S("a", "/b/../../../.."), S("b", str(sandbox.base)), E("a/outside/secret", data=b"overwritten?")
+        )
     )
     assert (sandbox.outside / "secret").read_text() == "do not touch"
     assert (sandbox.root / "outside" / "secret").read_bytes() == b"overwritten?"
@@ -226,14 +239,16 @@ def test_symlink_chain_through_absolute_links_stays_inside(sandbox: Sandbox) -> 
 
 
 def test_symlink_loop_refused(sandbox: Sandbox) -> None:
-    refused(sandbox, make_tar(S("a", "b"), S("b", "a"), E("a/x", data=b"")), InvalidArgument, "symbolic links")
+    hostile = make_tar(S("a", "b"), S("b", "a"), E("a/x", data=b""))
+    refused(sandbox, hostile, InvalidArgument, "symbolic links")
 
 
 def test_existing_symlink_on_disk_is_replaced_not_followed(sandbox: Sandbox) -> None:
     os.symlink(sandbox.outside / "secret", sandbox.root / "evil")
     os.symlink(sandbox.outside, sandbox.root / "evildir")
     before = sandbox.snapshot_outside()
-    sandbox.apply(make_tar(E("evil", data=b"replaced"), E("evildir/x", data=b"inside")), overlay_whiteouts=False)
+    data = make_tar(E("evil", data=b"replaced"), E("evildir/x", data=b"inside"))
+    sandbox.apply(data, overlay_whiteouts=False)
     assert sandbox.snapshot_outside() == before
     assert not (sandbox.root / "evil").is_symlink()
     assert (sandbox.root / "evil").read_bytes() == b"replaced"
@@ -255,7 +270,13 @@ def test_hardlink_through_symlink_or_to_preexisting_refused(sandbox: Sandbox) ->
 
 
 def test_hardlink_to_extracted_file(sandbox: Sandbox) -> None:
-    sandbox.apply(make_tar(E("bin/busybox", data=b"\x7fELF", mode=0o755), H("bin/sh", "bin/busybox"), H("/bin/ls", "/bin/busybox")))
+    sandbox.apply(
+        make_tar(
+            E("bin/busybox", data=b"\x7fELF", mode=0o755),
+            H("bin/sh", "bin/busybox"),
+            H("/bin/ls", "/bin/busybox"),
+        )
+    )
     st = os.stat(sandbox.root / "bin" / "busybox")
     assert st.st_nlink == 3
     assert os.stat(sandbox.root / "bin" / "sh").st_ino == st.st_ino
@@ -349,7 +370,7 @@ def test_metadata_applied(sandbox: Sandbox) -> None:
         E("usr/owned", data=b"x", mode=0o640, uid=1000, gid=1001),
         D("tmp", mode=0o1777),
         S("usr/link", "su"),
-        E("usr/attr", data=b"", pax={"SCHILY.xattr.user.comment": "hello", "SCHILY.xattr.trusted.overlay.opaque": "y"}),
+        E("usr/attr", pax={"SCHILY.xattr.user.comment": "hello", "SCHILY.xattr.trusted.overlay.opaque": "y"}),
     )
     sandbox.apply(data)
     su = os.lstat(sandbox.root / "usr" / "su")
@@ -418,12 +439,30 @@ def test_whiteout_never_hides_own_layer(sandbox: Sandbox) -> None:
     assert os.listdir(sandbox.root / "d") == ["new"]
 
 
+@needs_root
+def test_whiteout_spares_implicit_directories_of_own_layer(sandbox: Sandbox) -> None:
+    sandbox.apply(make_tar(E("d/x", data=b"x"), E(".wh.d")))
+    assert (sandbox.root / "d" / "x").read_bytes() == b"x"
+
+
+def test_flattened_opaque_keeps_own_entries_below_implicit_dirs(sandbox: Sandbox) -> None:
+    sandbox.apply(make_tar(E("opq/sub/old", data=b"o"), E("opq/gone", data=b"g")), overlay_whiteouts=False)
+    sandbox.apply(make_tar(E("opq/sub/new", data=b"n"), E("opq/.wh..wh..opq")), overlay_whiteouts=False)
+    assert os.listdir(sandbox.root / "opq") == ["sub"]
+    assert os.listdir(sandbox.root / "opq" / "sub") == ["new"]
+
+
 def test_flattened_whiteouts_delete(sandbox: Sandbox) -> None:
-    sandbox.apply(make_tar(E("keep", data=b"k"), E("gone", data=b"g"), D("dir"), E("dir/old", data=b"o"), D("opq"), E("opq/old", data=b"o"), D("opq/sub"), E("opq/sub/old", data=b"o")), overlay_whiteouts=False)
-    sandbox.apply(
-        make_tar(E(".wh.gone"), E(".wh.dir"), E(".wh.never-existed"), D("opq"), E("opq/new", data=b"n"), D("opq/sub"), E("opq/.wh..wh..opq"), E("missing/.wh.x")),
-        overlay_whiteouts=False,
+    lower = make_tar(
+        E("keep", data=b"k"), E("gone", data=b"g"), D("dir"), E("dir/old", data=b"o"),
+        D("opq"), E("opq/old", data=b"o"), D("opq/sub"), E("opq/sub/old", data=b"o"),
     )
+    upper = make_tar(
+        E(".wh.gone"), E(".wh.dir"), E(".wh.never-existed"), D("opq"), E("opq/new", data=b"n"),
+        D("opq/sub"), E("opq/.wh..wh..opq"), E("missing/.wh.x"),
+    )
+    sandbox.apply(lower, overlay_whiteouts=False)
+    sandbox.apply(upper, overlay_whiteouts=False)
     assert sorted(os.listdir(sandbox.root)) == ["keep", "opq"]
     assert sorted(os.listdir(sandbox.root / "opq")) == ["new", "sub"]
     assert os.listdir(sandbox.root / "opq" / "sub") == []
@@ -441,7 +480,9 @@ def test_whiteouts_round_trip_through_upper(sandbox: Sandbox) -> None:
     diff_id = write_layer_from_upper(sandbox.root, out)
     assert diff_id == "sha256:" + hashlib.sha256(out.getvalue()).hexdigest()
     got = entries_of(out.getvalue())
-    assert sorted(got) == sorted(["etc", "etc/.wh.motd", "etc/new.conf", "var", "var/.wh..wh..opq", "var/fresh", ".wh.tmp"])
+    assert sorted(got) == sorted(
+        ["etc", "etc/.wh.motd", "etc/new.conf", "var", "var/.wh..wh..opq", "var/fresh", ".wh.tmp"]
+    )
     assert got["etc/.wh.motd"].isreg() and got["etc/.wh.motd"].size == 0
     assert not any(k.startswith("SCHILY.xattr.trusted.overlay") for m in got.values() for k in m.pax_headers)
     # and back again: the same tree
@@ -506,7 +547,8 @@ def zstd_multiframe(data: bytes) -> bytes:
 )
 def test_compressed_inputs(sandbox: Sandbox, encode, kind: str) -> None:  # type: ignore[no-untyped-def]
     data = big_tar()
-    reader, detected = open_layer_reader(io.BufferedReader(io.BytesIO(encode(data))))  # type: ignore[arg-type]
+    blob = io.BufferedReader(io.BytesIO(encode(data)))  # type: ignore[arg-type]
+    reader, detected = open_layer_reader(blob)  # type: ignore[arg-type]
     assert detected == kind
     result = apply_layer(reader, sandbox.root)
     assert result.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()

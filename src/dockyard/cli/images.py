@@ -84,12 +84,9 @@ def _list_images(engine, repository, all_, quiet, digests, no_trunc, filters, fm
         f.values.setdefault("reference", []).append(repository)
     summaries = engine.images.list(ImageListOptions(all=all_, filters=f))
     rows = _image_rows(summaries, no_trunc)
-    if quiet:
-        seen: list[str] = []
+    if quiet:  # one ID per row, as docker prints it (an image with two tags appears twice)
         for r in rows:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-        click.echo("\n".join(seen) if seen else "", nl=bool(seen))
+            click.echo(r["ID"])
         return
     default = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     if digests:

@@ -33,7 +33,7 @@ from dockyard.errors import DataLoss, DockyardError, InvalidArgument, NotFound
 from dockyard.metadata.db import ImageRow, Lease
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import Digester, validate_digest
-from dockyard.oci.models import Descriptor, Index, Manifest, canonical_json
+from dockyard.oci.models import Descriptor, ImageConfig, Index, Manifest, canonical_json
 from dockyard.oci.reference import Reference, parse_normalized
 from dockyard.snapshots.compression import open_layer_reader
 from dockyard.images.store import ImageStore, LayerBlob, NewImage, TagChange
@@ -176,6 +176,8 @@ class ArchiveLoader:
                     else:
                         members = read_tar_members(source, scratch)  # type: ignore[arg-type]
                     plans = self._plan(members)
+                    for new in plans:
+                        _attach_diff_ids(new)
                     if not plans:
                         raise InvalidArgument("invalid archive: it contains no images")
                     report = LoadReport()
@@ -316,6 +318,21 @@ class ArchiveLoader:
             if e.digest == digest:
                 return e
         raise DataLoss(f"invalid archive: blob {digest} missing")
+
+
+def _attach_diff_ids(new: NewImage) -> None:
+    """Give each layer the diff ID the config lists for it (checked again when it is unpacked)."""
+    try:
+        config = ImageConfig.from_dict(json.loads(new.config))
+    except ValueError as exc:
+        raise DataLoss(f"invalid archive: image config is not valid JSON: {exc}") from exc
+    if len(config.rootfs.diff_ids) != len(new.layers):
+        raise DataLoss(
+            f"invalid archive: the image config lists {len(config.rootfs.diff_ids)} layers, "
+            f"the manifest {len(new.layers)}"
+        )
+    for layer, diff_id in zip(new.layers, config.rootfs.diff_ids):
+        layer.diff_id = diff_id
 
 
 def _blob_path(digest: str) -> str:

@@ -188,9 +188,15 @@ class ImageStore:
                 with self.content.open(layer.digest) as blob:
                     reader, _ = open_layer_reader(blob)
                     try:
-                        result = self.snapshots.apply(chain, parent, reader, expected_diff_id=layer.diff_id)
+                        result = self.snapshots.apply(chain, parent, reader)
                     except AlreadyExists:
                         result = None
+                if result is not None and result.diff_id != layer.diff_id:
+                    self.snapshots.remove(chain)
+                    raise DataLoss(
+                        f"layer {layer.digest}: content has diff ID {result.diff_id}, the image config says "
+                        f"{layer.diff_id}"
+                    )
                 if result is not None:
                     if created is not None:
                         created.append(chain)

@@ -219,7 +219,9 @@ def mount(m: Mount, target: Path) -> None:
         cwd, data_opts = _compact_lowerdirs(data_opts)
         data = ",".join(data_opts)
     if len(data.encode()) >= PAGE_SIZE:
-        raise InvalidArgument(f"mount {where}: options are {len(data)} bytes, more than one page even compacted")
+        raise InvalidArgument(
+            f"mount {where}: options are {len(data)} bytes, more than one page even compacted"
+        )
     hint = " (see the kernel log: dmesg)" if fstype == "overlay" else ""
     if not flags & MS_REMOUNT or data:
         err = _mount(m.source, where, fstype, flags, data, cwd)

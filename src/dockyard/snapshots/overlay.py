@@ -152,7 +152,9 @@ class OverlaySnapshotter:
     def _dir(self, sid: int) -> Path:
         return self.root / str(sid)
 
-    def _insert(self, db: sqlite3.Connection, name: str, kind: Kind, parent_id: int | None, size: int | None) -> int:
+    def _insert(
+        self, db: sqlite3.Connection, name: str, kind: Kind, parent_id: int | None, size: int | None
+    ) -> int:
         cur = db.execute(
             "INSERT INTO snapshots (name, kind, parent, created, size) VALUES (?, ?, ?, ?, ?)",
             (name, kind, parent_id, time.time(), size),
@@ -169,6 +171,7 @@ class OverlaySnapshotter:
     def _mounts(self, db: sqlite3.Connection, sid: int, kind: str, parent_id: int | None) -> list[Mount]:
         lowers = [] if parent_id is None else [r[0] for r in db.execute(_CHAIN, (parent_id,))]
         own = self._dir(sid)
+        lowerdir = ":".join(str(self._dir(i) / "fs") for i in lowers)  # topmost first
         if kind == "active":
             if not lowers:
                 return [Mount("bind", str(own / "fs"), ["rbind", "rw"])]
@@ -184,14 +187,14 @@ class OverlaySnapshotter:
                         "metacopy=off",
                         f"workdir={own / 'work'}",
                         f"upperdir={own / 'fs'}",
-                        "lowerdir=" + ":".join(str(self._dir(i) / "fs") for i in lowers),
+                        "lowerdir=" + lowerdir,
                     ],
                 )
             ]
         if len(lowers) <= 1:
             source = own if not lowers else self._dir(lowers[0])
             return [Mount("bind", str(source / "fs"), ["rbind", "ro"])]
-        return [Mount("overlay", "overlay", ["ro", "index=off", "lowerdir=" + ":".join(str(self._dir(i) / "fs") for i in lowers)])]
+        return [Mount("overlay", "overlay", ["ro", "index=off", "lowerdir=" + lowerdir])]
 
     def _create(self, key: str, parent: str | None, kind: Kind) -> list[Mount]:
         self._check_name(key)
@@ -235,10 +238,12 @@ class OverlaySnapshotter:
         with self._tx(write=True) as db:
             sid, kind, _ = self._need(db, key)
             if kind != "active":
-                raise FailedPrecondition(f"snapshot {key!r} is {kind}, only active snapshots can be committed")
+                raise FailedPrecondition(f"snapshot {key!r} is {kind}; only active ones can be committed")
             if self._row(db, name) is not None:
                 raise AlreadyExists(f"snapshot {name!r} already exists")
-            db.execute("UPDATE snapshots SET name = ?, kind = 'committed', size = ? WHERE id = ?", (name, size, sid))
+            db.execute(
+                "UPDATE snapshots SET name = ?, kind = 'committed', size = ? WHERE id = ?", (name, size, sid)
+            )
         shutil.rmtree(self._dir(sid) / "work", ignore_errors=True)
 
     def diff(self, key: str, out: BinaryIO) -> str:
@@ -254,7 +259,9 @@ class OverlaySnapshotter:
             sid = self._need(db, key)[0]
             child = db.execute("SELECT name FROM snapshots WHERE parent = ? LIMIT 1", (sid,)).fetchone()
             if child is not None:
-                raise FailedPrecondition(f"snapshot {key!r} has children (e.g. {child[0]!r}); remove them first")
+                raise FailedPrecondition(
+                    f"snapshot {key!r} has children (e.g. {child[0]!r}); remove them first"
+                )
             db.execute("DELETE FROM snapshots WHERE id = ?", (sid,))
             if os.path.lexists(self._dir(sid)):
                 trash = Path(tempfile.mkdtemp(prefix=f"rm-{sid}-", dir=self.root / "tmp"))
@@ -275,7 +282,9 @@ class OverlaySnapshotter:
         try:
             os.mkdir(staging / "fs", 0o755)
             os.chmod(staging / "fs", 0o755)
-            result = apply_layer(stream, staging / "fs", allow_devices=self.allow_devices, overlay_whiteouts=True)
+            result = apply_layer(
+                stream, staging / "fs", allow_devices=self.allow_devices, overlay_whiteouts=True
+            )
             with self._tx(write=True) as db:
                 if self._row(db, name) is not None:
                     raise AlreadyExists(f"snapshot {name!r} already exists")
@@ -297,7 +306,8 @@ class OverlaySnapshotter:
     @staticmethod
     def _info(row: tuple[str, str, str | None, float, int | None]) -> Info:
         name, kind, parent, created, size = row
-        return Info(name, kind, parent, datetime.fromtimestamp(created, tz=timezone.utc), size)  # type: ignore[arg-type]
+        when = datetime.fromtimestamp(created, tz=timezone.utc)
+        return Info(name, kind, parent, when, size)  # type: ignore[arg-type]
 
     def stat(self, key: str) -> Info:
         with self._tx(write=False) as db:

@@ -73,10 +73,12 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 _OVERLAY_XATTR_PREFIX = "trusted.overlay."
 _PAX_XATTR_PREFIX = "SCHILY.xattr."
 _T = TypeVar("_T")
+_DIR_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_READ_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 #: Size of the reads tarfile's stream layer makes from the (decompressed) input.  tarfile copies
 #: its buffer on every small read, so this stays moderate; file data is moved in COPY_CHUNK pieces.
-_TAR_BUFSIZE = 16 * 1024
+_TAR_BUFSIZE = 64 * 1024
 COPY_CHUNK = 1 << 20
 
 
@@ -233,7 +235,8 @@ def _fs_error(entry: str, exc: OSError) -> DockyardError:
         return Unavailable(text)
     if exc.errno in (errno.EPERM, errno.EACCES):
         return PermissionDenied(text)
-    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL):
+    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.ENAMETOOLONG,
+                     errno.EINVAL):
         return InvalidArgument(text)
     return FailedPrecondition(text)
 
@@ -282,7 +285,7 @@ class _DirTree:
     CACHE_SIZE = 128
 
     def __init__(self, root: Path) -> None:
-        self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root_fd = os.open(root, _DIR_PATH_FLAGS & ~os.O_NOFOLLOW)  # the root itself is trusted
         self._cache: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._retired: list[int] = []
 
@@ -347,9 +350,10 @@ class _DirTree:
                 return None if found is None else self._put(rel, found)
             elif not stat.S_ISDIR(st.st_mode):
                 if create:
-                    raise InvalidArgument(f"tar entry {entry!r}: {'/'.join(parts[: j + 1])!r} is not a directory")
+                    shown = "/".join(parts[: j + 1])
+                    raise InvalidArgument(f"tar entry {entry!r}: {shown!r} is not a directory")
                 return None
-            child = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            child = os.open(name, _DIR_PATH_FLAGS, dir_fd=fd)
             real = f"{real}/{name}" if real else name
             fd = self._put("/".join(parts[: j + 1]), (child, real))[0]
         return fd, real
@@ -390,9 +394,10 @@ class _DirTree:
                     self._mkdir(cur, name)
                 elif not stat.S_ISDIR(st.st_mode):
                     if create:
-                        raise InvalidArgument(f"tar entry {entry!r}: {'/'.join([*real, name])!r} is not a directory")
+                        shown = "/".join([*real, name])
+                        raise InvalidArgument(f"tar entry {entry!r}: {shown!r} is not a directory")
                     return None
-                fds.append(os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur))
+                fds.append(os.open(name, _DIR_PATH_FLAGS, dir_fd=cur))
                 real.append(name)
             if not fds:
                 return os.dup(self.root_fd), ""
@@ -466,7 +471,8 @@ class _Extractor:
             tfd, tbase, treal = link_target
             if treal == real:
                 raise InvalidArgument(f"tar entry {member.name!r}: hard link to itself")
-            self._create(pfd, base, lambda: os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False))
+            self._create(pfd, base, lambda: os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd,
+                                                    follow_symlinks=False))
             self.files.add(real)
         elif member.isfifo():
             self._create(pfd, base, lambda: os.mkfifo(base, 0o600, dir_fd=pfd))
@@ -481,7 +487,9 @@ class _Extractor:
             self.holders.add(preal)
             preal = preal.rpartition("/")[0]
 
-    def _create(self, pfd: int, base: str, make: Callable[[], _T], *, keep_dir: bool = False) -> _T | None:
+    def _create(
+        self, pfd: int, base: str, make: Callable[[], _T], *, keep_dir: bool = False
+    ) -> _T | None:
         """Run ``make`` (an exclusive create); if the name is taken, remove the old entry and retry.
 
         Trying first saves a stat per entry in the common case (a fresh directory).  With
@@ -512,7 +520,7 @@ class _Extractor:
     def _regular(self, member: tarfile.TarInfo, tf: tarfile.TarFile, pfd: int, base: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         perm = member.mode & 0o777
-        fd: int = self._create(pfd, base, lambda: os.open(base, flags, perm, dir_fd=pfd))  # type: ignore[assignment]
+        fd: int = self._create(pfd, base, lambda: os.open(base, flags, perm, dir_fd=pfd))  # type: ignore
         try:
             if member.sparse is not None:
                 source = tf.extractfile(member)
@@ -538,7 +546,7 @@ class _Extractor:
 
     def _directory(self, member: tarfile.TarInfo, pfd: int, base: str, real: str) -> None:
         self._create(pfd, base, lambda: os.mkdir(base, 0o700, dir_fd=pfd), keep_dir=True)
-        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        fd = os.open(base, _DIR_READ_FLAGS, dir_fd=pfd)
         try:
             self._fd_meta(fd, member)
             if self.overlay and real in self.whiteouts:
@@ -623,8 +631,7 @@ class _Extractor:
         Directories this layer created are kept but searched too (their lower content is hidden
         as well).  Iterative, so hostile depth cannot hit the recursion limit.
         """
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-        pending = [(os.open(".", flags, dir_fd=dfd), dreal)]
+        pending = [(os.open(".", _DIR_READ_FLAGS, dir_fd=dfd), dreal)]
         try:
             while pending:
                 fd, real_dir = pending.pop()
@@ -635,7 +642,7 @@ class _Extractor:
                         real = f"{real_dir}/{child}" if real_dir else child
                         if real in self.unpacked or real in self.holders:
                             if is_dir:
-                                pending.append((os.open(child, flags, dir_fd=fd), real))
+                                pending.append((os.open(child, _DIR_READ_FLAGS, dir_fd=fd), real))
                             continue
                         st = _lstat(fd, child)
                         if st is not None:
@@ -665,7 +672,8 @@ class _Extractor:
             if attr.startswith(_OVERLAY_XATTR_PREFIX):
                 continue  # never let a tar steer overlayfs
             try:
-                os.setxattr(target, attr, value.encode("utf-8", "surrogateescape"), follow_symlinks=follow)
+                raw = value.encode("utf-8", "surrogateescape")
+                os.setxattr(target, attr, raw, follow_symlinks=follow)
             except OSError as exc:
                 # Like Docker: not every filesystem (or symlinks, for user.*) takes every xattr.
                 if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
@@ -723,7 +731,8 @@ def apply_layer(
     extractor = _Extractor(Path(root), allow_devices=allow_devices, overlay_whiteouts=overlay_whiteouts)
     member: tarfile.TarInfo | None = None
     try:
-        with tarfile.open(fileobj=hashing, mode="r|", bufsize=_TAR_BUFSIZE, tarinfo=_StrictTarInfo) as tf:
+        reader = tarfile.open(fileobj=hashing, mode="r|", bufsize=_TAR_BUFSIZE, tarinfo=_StrictTarInfo)
+        with reader as tf:
             for member in tf:
                 try:
                     extractor.apply(member, tf)
@@ -809,13 +818,16 @@ def _info(name: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
 
 def _write_tree(root: Path, out: BinaryIO, *, upper: bool) -> str:
     writer = _HashingWriter(out)
-    tf = tarfile.TarFile(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK)  # type: ignore[arg-type]
+    tf = tarfile.TarFile(  # type: ignore[call-overload]
+        fileobj=writer, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK
+    )
     links: dict[tuple[int, int], str] = {}
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    # An explicit stack (not recursion): a container can build directory trees deeper than
-    # Python's recursion limit.  Each frame: (dir fd, name prefix, remaining names, reversed).
-    stack: list[tuple[int, str, list[str]]] = [(root_fd, "", sorted(os.listdir(root_fd), key=os.fsencode, reverse=True))]
+    # An explicit stack, not recursion: a container can build directory trees deeper than Python's
+    # recursion limit.  Each frame: (dir fd, name prefix, names still to write, reverse-sorted).
+    stack: list[tuple[int, str, list[str]]] = []
     try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        stack.append((root_fd, "", _sorted_names(root_fd)))
         while stack:
             dfd, prefix, names = stack[-1]
             if not names:
@@ -827,18 +839,14 @@ def _write_tree(root: Path, out: BinaryIO, *, upper: bool) -> str:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             mode = st.st_mode
             if stat.S_ISDIR(mode):
-                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-                try:
-                    info = _info(rel, st, tarfile.DIRTYPE)
-                    info.pax_headers = _list_xattrs(fd)
-                    tf.addfile(info)
-                    if upper and _is_opaque(fd):
-                        tf.addfile(_info(f"{rel}/{WHITEOUT_OPAQUE}", st, tarfile.REGTYPE))
-                    children = sorted(os.listdir(fd), key=os.fsencode, reverse=True)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                stack.append((fd, rel + "/", children))
+                fd = os.open(name, _DIR_READ_FLAGS, dir_fd=dfd)
+                stack.append((fd, rel + "/", []))
+                info = _info(rel, st, tarfile.DIRTYPE)
+                info.pax_headers = _list_xattrs(fd)
+                tf.addfile(info)
+                if upper and _is_opaque(fd):
+                    tf.addfile(_info(f"{rel}/{WHITEOUT_OPAQUE}", st, tarfile.REGTYPE))
+                stack[-1][2].extend(_sorted_names(fd))
             elif stat.S_ISREG(mode):
                 key = (st.st_dev, st.st_ino)
                 if st.st_nlink > 1 and key in links:
@@ -862,7 +870,7 @@ def _write_tree(root: Path, out: BinaryIO, *, upper: bool) -> str:
             elif stat.S_ISCHR(mode) and upper and st.st_rdev == 0:
                 tf.addfile(_info(f"{prefix}{WHITEOUT_PREFIX}{name}", st, tarfile.REGTYPE))
             elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-                kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE if stat.S_ISBLK(mode) else tarfile.FIFOTYPE
+                kind = _DEVICE_TYPES[stat.S_IFMT(mode)]
                 info = _info(rel, st, kind)
                 if kind != tarfile.FIFOTYPE:
                     info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -874,6 +882,14 @@ def _write_tree(root: Path, out: BinaryIO, *, upper: bool) -> str:
         for dfd, _, _ in stack:
             os.close(dfd)
     return writer.digest()
+
+
+_DEVICE_TYPES = {stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE, stat.S_IFIFO: tarfile.FIFOTYPE}
+
+
+def _sorted_names(fd: int) -> list[str]:
+    """Directory entries in reverse byte order (popped from the end: written in byte order)."""
+    return sorted(os.listdir(fd), key=os.fsencode, reverse=True)
 
 
 def _is_opaque(fd: int) -> bool:
