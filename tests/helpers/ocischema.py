@@ -50,7 +50,7 @@ def schema_dir() -> Path:
 
 
 def schemas_available() -> bool:
-    """True when the schema folder exists (tests skip otherwise)."""
+    """True when the schema folder exists."""
     return (schema_dir() / MANIFEST).is_file()
 
 

@@ -391,3 +391,15 @@ def test_concurrent_apply_of_a_shared_chain(env: Env) -> None:
     assert sorted(os.listdir(t)) == [f"l{i}" for i in range(6)]
     env.umount(t)
     assert os.listdir(env.snap.root / "tmp") == []
+
+
+def test_mount_errors_and_idempotent_unmount(env: Env) -> None:
+    target = env.base / "mnt" / "errors"
+    target.mkdir(parents=True)
+    with pytest.raises(NotFound, match=str(target)):
+        mount_all([Mount("overlay", "overlay", ["lowerdir=/nonexistent-a:/nonexistent-b"])], target)
+    good = Mount("bind", str(env.base), ["rbind", "ro"])
+    with pytest.raises(NotFound):  # all or nothing: the first mount is undone
+        mount_all([good, Mount("bind", str(env.base / "missing"), ["rbind"])], target)
+    assert not is_mounted(target)
+    assert unmount(target) == 0 and unmount(env.base / "never-existed") == 0

@@ -83,7 +83,10 @@ class OverlaySnapshotter:
     """
 
     def __init__(self, root: Path, *, allow_devices: bool = False) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()
+        if any(c in str(self.root) for c in ",:\\"):
+            # overlay's option syntax: these would split lowerdir/upperdir paths
+            raise InvalidArgument(f"snapshotter root {str(self.root)!r} must not contain ',', ':' or '\\'")
         self.allow_devices = allow_devices
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
@@ -216,12 +219,15 @@ class OverlaySnapshotter:
             return self._mounts(db, sid, kind, parent_id)
 
     def prepare(self, key: str, parent: str | None = None) -> list[Mount]:
+        """New active snapshot: a read-write bind of an empty dir (no parent) or an overlay."""
         return self._create(key, parent, "active")
 
     def view(self, key: str, parent: str | None = None) -> list[Mount]:
+        """New view: a read-only bind of the parent's layer (one layer) or a lowerdir-only overlay."""
         return self._create(key, parent, "view")
 
     def mounts(self, key: str) -> list[Mount]:
+        """The mounts that prepare()/view() returned for ``key``."""
         with self._tx(write=False) as db:
             sid, kind, parent_id = self._need(db, key)
             if kind == "committed":
@@ -231,6 +237,8 @@ class OverlaySnapshotter:
     # -- lifecycle --------------------------------------------------------------------------
 
     def commit(self, name: str, key: str) -> None:
+        """Rename the active row to ``name``: its upper dir becomes the layer dir as it is, since
+        overlay whiteouts and opaque xattrs are exactly how layer dirs store deletions."""
         self._check_name(name)
         with self._tx(write=False) as db:
             sid = self._need(db, key)[0]
@@ -247,6 +255,11 @@ class OverlaySnapshotter:
         shutil.rmtree(self._dir(sid) / "work", ignore_errors=True)
 
     def diff(self, key: str, out: BinaryIO) -> str:
+        """The upper dir (or a committed layer dir) as an OCI layer tar.
+
+        For a committed snapshot this regenerates a tar from the unpacked files: the content is
+        the layer's, but the bytes (and so the digest) generally differ from the original blob.
+        """
         with self._tx(write=False) as db:
             sid, kind, _ = self._need(db, key)
         if kind == "view":
@@ -254,6 +267,7 @@ class OverlaySnapshotter:
         return write_layer_from_upper(self._dir(sid) / "fs", out)
 
     def remove(self, key: str) -> None:
+        """Delete a snapshot; the caller must have unmounted it (its files vanish immediately)."""
         trash: Path | None = None
         with self._tx(write=True) as db:
             sid = self._need(db, key)[0]
@@ -270,6 +284,11 @@ class OverlaySnapshotter:
             shutil.rmtree(trash, ignore_errors=True)  # leftovers (a mount inside?) go at cleanup()
 
     def apply(self, name: str, parent: str | None, stream: BinaryIO) -> ApplyResult:
+        """Unpack into ``tmp/apply-*``, then rename to ``<id>`` in the transaction that adds the row.
+
+        Two processes applying the same name both unpack; the first to commit wins and the other
+        gets AlreadyExists and discards its copy, so readers never see a partial layer.
+        """
         self._check_name(name)
         with self._tx(write=False) as db:  # cheap early answers before unpacking anything
             if self._row(db, name) is not None:
@@ -310,6 +329,7 @@ class OverlaySnapshotter:
         return Info(name, kind, parent, when, size)  # type: ignore[arg-type]
 
     def stat(self, key: str) -> Info:
+        """Info for a key or name; NotFound."""
         with self._tx(write=False) as db:
             row = db.execute(_INFO + " WHERE s.name = ?", (key,)).fetchone()
         if row is None:
@@ -317,12 +337,14 @@ class OverlaySnapshotter:
         return self._info(row)
 
     def walk(self) -> Iterator[Info]:
+        """All snapshots in creation order (parents before children)."""
         with self._tx(write=False) as db:
             rows = db.execute(_INFO + " ORDER BY s.id").fetchall()
         for row in rows:
             yield self._info(row)
 
     def usage(self, key: str) -> int:
+        """Allocated bytes of the snapshot's own fs dir (hard links counted once)."""
         with self._tx(write=False) as db:
             sid = self._need(db, key)[0]
         return _disk_usage(self._dir(sid) / "fs")
