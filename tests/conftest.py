@@ -68,13 +68,17 @@ class Dockyard:
         self.root = root
 
     def __call__(self, *args: str, input: bytes | str | None = None, check: bool = True,
-                 timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+                 timeout: float = 600, env: dict | None = None, binary: bool = False) -> subprocess.CompletedProcess:
+        """Run ``dockyard --root ROOT ARGS``; stdout/stderr are text unless ``binary``."""
         cmd = [sys.executable, "-m", "dockyard", "--root", str(self.root), *args]
-        text = not isinstance(input, bytes)
-        p = subprocess.run(cmd, input=input, capture_output=True, text=text, timeout=timeout,
+        data = input.encode() if isinstance(input, str) else input
+        p = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout,
                            env={**os.environ, **(env or {})})
+        p.stderr = p.stderr.decode(errors="replace")
+        if not binary:
+            p.stdout = p.stdout.decode(errors="replace")
         if check and p.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+            raise AssertionError(f"{' '.join(args)} exited {p.returncode}\nstdout: {p.stdout!r}\nstderr: {p.stderr}")
         return p
 
     def popen(self, *args: str, **kw) -> subprocess.Popen:

@@ -219,6 +219,9 @@ L3 = layer((".wh.usr", b""), ("etc/motd", "new motd"), ("bin/.wh.ash", b""))
 def test_three_layer_image_merged_with_whiteouts(env: Env) -> None:
     names = env.apply_chain(L1, L2, L3)
     assert all(n.startswith("sha256:") and len(n) == 71 for n in names)
+    root = env.snap.root
+    assert env.snap.lower_dirs(names[-1]) == [root / "3" / "fs", root / "2" / "fs", root / "1" / "fs"]
+    assert env.snap.lower_dirs("sha256:" + "0" * 64) == []
     t = env.mount(env.snap.view("export", names[-1]))
     assert sorted(os.listdir(t)) == ["bin", "etc", "var"]
     assert sorted(os.listdir(t / "etc")) == ["hostname", "issue", "motd", "os-release"]

@@ -343,6 +343,18 @@ class OverlaySnapshotter:
         for row in rows:
             yield self._info(row)
 
+    def lower_dirs(self, name: str) -> list[Path]:
+        """The layer directories of ``name``'s chain, topmost first (Docker's GraphDriver data).
+
+        Informational only (``docker inspect``), so an unknown name gives ``[]``, not NotFound;
+        mount through :meth:`view`/:meth:`prepare`.
+        """
+        with self._tx(write=False) as db:
+            row = self._row(db, name)
+            if row is None:
+                return []
+            return [self._dir(r[0]) / "fs" for r in db.execute(_CHAIN, (row[0],))]
+
     def usage(self, key: str) -> int:
         """Allocated bytes of the snapshot's own fs dir (hard links counted once)."""
         with self._tx(write=False) as db:
