@@ -11,6 +11,7 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup
+	$(VENV)/bin/ruff check src tests bench --select F,E9
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 unit: setup

@@ -3,7 +3,6 @@ image bootstrap.  Flags, output and errors follow the docker CLI."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime, timezone

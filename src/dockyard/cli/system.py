@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
 from dockyard.cli.main import cli
 from dockyard.cli.render import print_formatted
-from dockyard.cli.units import human_size
 
 
 @cli.command("version")
@@ -52,7 +50,7 @@ def info(engine, fmt: str | None) -> None:
         "Client:",
         f" Version:    {engine.system.version()['Client']['Version']}",
         " Context:    default",
-        f" Debug Mode: false",
+        " Debug Mode: false",
         "",
         "Server:",
         f" Containers: {i['Containers']}",
@@ -77,8 +75,8 @@ def info(engine, fmt: str | None) -> None:
         f" Total Memory: {_gib(i['MemTotal'])}",
         f" Name: {i['Name']}",
         f" Docker Root Dir: {i['DockerRootDir']}",
-        f" Debug Mode: false",
-        f" Daemonless: true",
+        " Debug Mode: false",
+        " Daemonless: true",
     ]
     click.echo("\n".join(lines))
 

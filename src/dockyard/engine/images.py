@@ -3,10 +3,8 @@ load, save and bootstrap.  The CLI and the Engine API server both call these; no
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,10 +17,9 @@ from dockyard.images.changes import apply_changes
 from dockyard.images.store import ImageStore, NewImage
 from dockyard.metadata.db import ImageRow
 from dockyard.oci.digest import Digester, short_id
-from dockyard.oci.reference import Reference, parse_normalized
+from dockyard.oci.reference import parse_normalized
 from dockyard.snapshots.compression import open_layer_reader
 from dockyard.engine.options import (
-    Filters,
     HistoryEntry,
     ImageDeleteItem,
     ImageListOptions,

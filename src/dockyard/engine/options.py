@@ -19,7 +19,7 @@ class Filters:
         out: dict[str, list[str]] = {}
         for item in items:
             if "=" not in item:
-                raise InvalidArgument(f"bad format of filter (expected name=value)")
+                raise InvalidArgument("bad format of filter (expected name=value)")
             k, v = item.split("=", 1)
             out.setdefault(k.strip().lower(), []).append(v)
         return cls(out)

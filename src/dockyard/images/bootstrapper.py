@@ -17,7 +17,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from dockyard.errors import InvalidArgument
 from dockyard.images import bootstrap as rootfs

@@ -1,0 +1,1 @@
+"""dockyard.containers: the container model and its records."""

@@ -1,0 +1,1 @@
+"""dockyard.runtime: OCI spec generation, runc + conmon, logs, exec, stats."""
