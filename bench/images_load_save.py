@@ -87,7 +87,7 @@ def main() -> None:
             out.unlink()
             out = work / f"sk{i}.tar"
             drop_caches()
-            results["sk_save"].append(timed(["skopeo", "copy", "-q", f"oci:{layout}:bench/big:1",
+            results["sk_save"].append(timed(["skopeo", "copy", "-q", f"oci:{layout}:1",
                                              f"docker-archive:{out}:bench/big:1"]))
             out.unlink()
             fresh = work / f"fresh{i}"

@@ -56,3 +56,9 @@ class Engine:
         from dockyard.engine.system import SystemEngine
 
         return SystemEngine(self)
+
+    @cached_property
+    def containers(self):
+        from dockyard.engine.containers import ContainerEngine
+
+        return ContainerEngine(self)

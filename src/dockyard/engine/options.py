@@ -103,3 +103,61 @@ class ImportOptions:
 class SaveOptions:
     names: list[str]
     format: str = "docker-archive"       # docker-archive | oci-archive | oci-dir
+
+
+def _resources():
+    from dockyard.containers.model import Resources
+
+    return Resources()
+
+
+def _restart():
+    from dockyard.containers.model import RestartPolicy
+
+    return RestartPolicy()
+
+
+@dataclass
+class ContainerCreateOptions:
+    """``docker create``/``run`` flags, already parsed into values (sizes in bytes, durations in s)."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    name: str = ""
+    env: list[str] = field(default_factory=list)
+    workdir: str = ""
+    user: str | None = None
+    hostname: str = ""
+    domainname: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    tty: bool = False
+    interactive: bool = False
+    attach: bool = False
+    init: bool = False
+    read_only: bool = False
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    shm_size: int | None = None
+    ulimits: list = field(default_factory=list)
+    resources: object = field(default_factory=_resources)
+    restart_policy: object = field(default_factory=_restart)
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    health_cmd: str = ""
+    health_interval: float | None = None
+    health_timeout: float | None = None
+    health_start_period: float | None = None
+    health_start_interval: float | None = None
+    health_retries: int | None = None
+    no_healthcheck: bool = False
+    auto_remove: bool = False
+    cidfile: str = ""
+    add_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    network: str = ""

@@ -13,6 +13,9 @@ Schema (version 1)::
     repo_digests(name, digest, image_id)       "domain/path" + manifest digest -> image
     layer_blobs(blob_digest PK, diff_id, media_type, size)
     unpacked(chain_id PK, size)                 layers unpacked into the snapshotter, with their size
+    containers(id PK, name UNIQUE, image_id, created, state, spec JSON, pid, conmon_pid, exit_code,
+               started_at, finished_at, restart_count, oom_killed, error, health JSON, stopped_by_user,
+               generation)                      generation counts starts; exit records carry it
     leases(id PK, created, expires); lease_resources(lease_id, kind, key)
 
 Leases protect content a process has written but not yet referenced from a concurrent garbage
@@ -72,6 +75,26 @@ CREATE TABLE IF NOT EXISTS unpacked (
     chain_id TEXT PRIMARY KEY,
     size INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    conmon_pid INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL DEFAULT 0,
+    finished_at REAL NOT NULL DEFAULT 0,
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    oom_killed INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    health TEXT NOT NULL DEFAULT '',
+    stopped_by_user INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,

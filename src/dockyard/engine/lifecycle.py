@@ -1,0 +1,425 @@
+"""How a container moves between states, shared by every dockyard process.
+
+- prepare: the container's writable snapshot on the image, and its /etc/hostname, hosts, resolv.conf.
+- start: mount the rootfs, write the OCI config, hand the container to a new conmon (which outlives
+  us), ``runc start``; spawn a health-check monitor when the container has a health check.
+- exit: conmon runs ``dockyard system container-exited ID GEN``; :meth:`Lifecycle.container_exited`
+  records the exit once (conditional on the generation), tears down, and applies the restart policy.
+- reconcile: a container whose monitor died is found by asking runc; its exit is recorded then.
+
+Locking: lifecycle changes of one container take its flock (:meth:`ContainerStore.locked`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as signals
+import subprocess
+import sys
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dockyard.containers.store import ACTIVE, ContainerRecord, ContainerStore
+from dockyard.errors import DockyardError, NotFound
+from dockyard.snapshots.mount import is_mounted, mount_all, unmount
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+
+HOSTS_BASE = (
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+)
+UNKNOWN_EXIT = 255
+
+
+def runtime_exit_code(message: str) -> int:
+    """Docker's exit codes for a process that could not be started: 127 not found, 126 not executable."""
+    low = message.lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return 127
+    if "permission denied" in low or "exec format error" in low:
+        return 126
+    return 125
+
+
+class Lifecycle:
+    def __init__(self, engine: Engine, store: ContainerStore) -> None:
+        self.engine = engine
+        self.store = store
+
+    @cached_property
+    def runtime(self):
+        from dockyard.runtime.runc import RuncRuntime
+
+        return RuncRuntime(self.engine.root / "runc")
+
+    # -- paths ---------------------------------------------------------------------------------
+    def bundle(self, cid: str) -> Path:
+        return self.store.dir(cid) / "bundle"
+
+    def rootfs(self, cid: str) -> Path:
+        return self.bundle(cid) / "rootfs"
+
+    def log_path(self, cid: str) -> Path:
+        return self.store.dir(cid) / "ctr.log"
+
+    def exit_dir(self, cid: str) -> Path:
+        return self.store.dir(cid) / "exits"
+
+    def cgroups_path(self, cid: str) -> str:
+        return f"/dockyard/{cid}"
+
+    # -- prepare -------------------------------------------------------------------------------
+    def prepare(self, rec: ContainerRecord) -> None:
+        d = self.store.dir(rec.id)
+        for sub in ("bundle/rootfs", "exits", "persist"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        parent = self.engine.image_store.top_snapshot(rec.image_id)
+        self.engine.snapshotter.prepare(rec.id, parent)
+        self.write_etc_files(rec)
+        # Resolve the user now so a bad -u fails at create time, with nothing left behind.
+        with self.mounted(rec):
+            self.resolve_user(rec)
+
+    def write_etc_files(self, rec: ContainerRecord) -> None:
+        spec = rec.spec
+        d = self.store.dir(rec.id)
+        fqdn = f"{spec.hostname}.{spec.domainname}" if spec.domainname else spec.hostname
+        (d / "hostname").write_text(spec.hostname + "\n")
+        hosts = HOSTS_BASE
+        for entry in spec.extra_hosts:
+            name, _, ip = entry.partition(":") if entry.count(":") == 1 else entry.partition("=")
+            if ip == "host-gateway":
+                ip = "127.0.0.1" if spec.network_mode == "host" else "10.88.0.1"
+            hosts += f"{ip}\t{name}\n"
+        (d / "hosts").write_text(hosts)
+        (d / "resolv.conf").write_text(self._resolv_conf(rec))
+        _ = fqdn
+
+    def _resolv_conf(self, rec: ContainerRecord) -> str:
+        spec = rec.spec
+        try:
+            host = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            host = ""
+        servers, search, options = [], [], []
+        for line in host.splitlines():
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if parts[0] == "nameserver" and len(parts) > 1:
+                servers.append(parts[1])
+            elif parts[0] in ("search", "domain"):
+                search = parts[1:]
+            elif parts[0] == "options":
+                options += parts[1:]
+        if spec.network_mode != "host":
+            # Docker drops loopback resolvers the container cannot reach, falling back to public ones.
+            servers = [s for s in servers if not s.startswith("127.") and s != "::1"] or ["8.8.8.8", "8.8.4.4"]
+        if spec.dns:
+            servers = list(spec.dns)
+        if spec.dns_search:
+            search = [] if spec.dns_search == ["."] else list(spec.dns_search)
+        if spec.dns_options:
+            options = list(spec.dns_options)
+        out = "".join(f"nameserver {s}\n" for s in servers)
+        if search:
+            out += "search " + " ".join(search) + "\n"
+        if options:
+            out += "options " + " ".join(options) + "\n"
+        return out
+
+    def mounted(self, rec: ContainerRecord):
+        """Context manager: the rootfs mounted for the duration (left mounted if it already was)."""
+        lifecycle = self
+
+        class _Mounted:
+            def __enter__(self_inner):
+                target = lifecycle.rootfs(rec.id)
+                self_inner.was = is_mounted(target)
+                if not self_inner.was:
+                    mount_all(lifecycle.engine.snapshotter.mounts(rec.id), target)
+                return target
+
+            def __exit__(self_inner, *exc):
+                if not self_inner.was:
+                    unmount(lifecycle.rootfs(rec.id))
+
+        return _Mounted()
+
+    def resolve_user(self, rec: ContainerRecord):
+        from dockyard.runtime.spec import resolve_user
+
+        root = self.rootfs(rec.id)
+
+        def read(name: str) -> str | None:
+            p = root / "etc" / name
+            try:
+                if p.is_symlink():
+                    return None
+                return p.read_text(errors="replace")
+            except OSError:
+                return None
+
+        return resolve_user(rec.spec.user, read("passwd"), read("group"))
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self, rec: ContainerRecord, on_created=None) -> ContainerRecord:
+        """Start the container; ``on_created(rec)`` runs after the monitor holds the container's stdio
+        and before its process runs (attach there to miss nothing)."""
+        from dockyard.runtime.spec import current_hard_limits, make_runtime_spec
+
+        with self.store.locked(rec.id):
+            rec = self.store.get(rec.id)
+            if rec.state in ACTIVE:
+                return rec
+            target = self.rootfs(rec.id)
+            if not is_mounted(target):
+                mount_all(self.engine.snapshotter.mounts(rec.id), target)
+            try:
+                user = self.resolve_user(rec)
+                d = self.store.dir(rec.id)
+                config = make_runtime_spec(
+                    rec.spec, rootfs=str(target),
+                    etc_files={"hostname": str(d / "hostname"), "hosts": str(d / "hosts"),
+                               "resolv.conf": str(d / "resolv.conf")},
+                    cgroups_path=self.cgroups_path(rec.id), user=user, hard_limits=current_hard_limits(),
+                )
+                (self.bundle(rec.id) / "config.json").write_text(json.dumps(config, indent=1))
+                for f in self.exit_dir(rec.id).iterdir():
+                    f.unlink()
+                gen = rec.generation + 1
+                exit_command = [sys.executable, "-m", "dockyard", "--root", str(self.engine.root), "system",
+                                "container-exited", rec.id, str(gen)]
+                self._delete_runtime(rec.id)
+                proc = self.runtime.create(
+                    rec.id, self.bundle(rec.id), log_path=self.log_path(rec.id), exit_dir=self.exit_dir(rec.id),
+                    persist_dir=self.store.dir(rec.id) / "persist", tty=rec.spec.tty, stdin=rec.spec.open_stdin,
+                    exit_command=exit_command,
+                )
+                health = {"Status": "starting", "FailingStreak": 0, "Log": []} if rec.spec.healthcheck else None
+                self.store.update(rec.id, state="running", pid=proc.pid, conmon_pid=proc.conmon_pid,
+                                  started_at=time.time(), finished_at=0, exit_code=0, error="", oom_killed=False,
+                                  stopped_by_user=False, generation=gen, health=health)
+                if on_created is not None:
+                    on_created(self.store.get(rec.id))
+                self.runtime.start(rec.id)
+            except DockyardError as exc:
+                code = runtime_exit_code(str(exc))
+                self._delete_runtime(rec.id)
+                if is_mounted(target):
+                    unmount(target)
+                self.store.update(rec.id, state="created" if rec.state == "created" else "exited",
+                                  exit_code=code if code != 125 else 128, error=str(exc), pid=0)
+                if code != 125:
+                    exc.exit_code = code
+                raise
+        if rec.spec.healthcheck:
+            self._spawn(["system", "healthcheck", rec.id, str(gen)])
+        return self.store.get(rec.id)
+
+    def _spawn(self, args: list[str]) -> None:
+        """A detached helper process (own session, no stdio): survives this command."""
+        subprocess.Popen([sys.executable, "-m", "dockyard", "--root", str(self.engine.root), *args],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+
+    def _delete_runtime(self, cid: str) -> None:
+        try:
+            self.runtime.delete(cid, force=True)
+        except DockyardError:
+            pass
+
+    # -- stop and exit -------------------------------------------------------------------------
+    def kill(self, rec: ContainerRecord, sig: int) -> None:
+        from dockyard.engine.containers import _validate_signal
+
+        if sig in (signals.SIGKILL, _validate_signal(rec.spec.stop_signal)):
+            self.store.update(rec.id, stopped_by_user=True)
+        try:
+            self.runtime.kill(rec.id, sig, all_processes=False)
+        except NotFound:
+            pass
+
+    def stop(self, rec: ContainerRecord, timeout: int | None, signal: str | None) -> ContainerRecord:
+        from dockyard.engine.containers import _validate_signal
+
+        if rec.state not in ACTIVE:
+            return rec
+        self.store.update(rec.id, stopped_by_user=True)
+        if rec.state == "paused":
+            try:
+                self.runtime.resume(rec.id)
+            except DockyardError:
+                pass
+        t = timeout if timeout is not None else (rec.spec.stop_timeout if rec.spec.stop_timeout is not None else 10)
+        sig = _validate_signal(signal or rec.spec.stop_signal)
+        if t != 0:
+            try:
+                self.runtime.kill(rec.id, sig)
+            except NotFound:
+                pass
+        if t < 0 or not self.wait_exit(rec, timeout=t if t >= 0 else 10**9):
+            try:
+                self.runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
+            except NotFound:
+                pass
+            self.wait_exit(rec, timeout=30)
+        self.record_exit(rec.id, rec.generation)
+        return self.store.get(rec.id)
+
+    def wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._stopped(rec.id):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def _stopped(self, cid: str) -> bool:
+        if (self.exit_dir(cid) / cid).exists():
+            return True
+        try:
+            return self.runtime.state(cid).status == "stopped"
+        except NotFound:
+            return True
+
+    def record_exit(self, cid: str, generation: int) -> bool:
+        """Record the exit of run ``generation`` once; tear down its mount and runtime state."""
+        with self.store.locked(cid):
+            try:
+                rec = self.store.get(cid)
+            except NotFound:
+                return False
+            if rec.generation != generation or rec.state not in ACTIVE:
+                return False
+            code = self.runtime.read_exit_code(self.exit_dir(cid), cid)
+            if code is None:
+                code = 137 if rec.stopped_by_user else UNKNOWN_EXIT
+            oom = self._oom(rec)
+            self._delete_runtime(cid)
+            try:
+                unmount(self.rootfs(cid))
+            except DockyardError:
+                pass
+            self._remove_cgroup(cid)
+            return self.store.update(cid, where_generation=generation, where_states=ACTIVE, state="exited",
+                                     exit_code=code, finished_at=time.time(), pid=0, conmon_pid=0,
+                                     oom_killed=oom)
+
+    def _oom(self, rec: ContainerRecord) -> bool:
+        try:
+            if self.runtime.oom_killed(self.store.dir(rec.id) / "persist", rec.id):
+                return True
+        except (AttributeError, DockyardError, OSError):
+            pass
+        try:
+            from dockyard.runtime.cgroups import CgroupPaths, oom_kill_count
+
+            return oom_kill_count(CgroupPaths.for_container(self.cgroups_path(rec.id))) > 0
+        except Exception:  # noqa: BLE001 - cgroup already gone
+            return False
+
+    def _remove_cgroup(self, cid: str) -> None:
+        try:
+            from dockyard.runtime.cgroups import CgroupPaths, remove
+
+            remove(CgroupPaths.for_container(self.cgroups_path(cid)))
+        except Exception:  # noqa: BLE001 - best effort; runc usually removed it
+            pass
+
+    def container_exited(self, cid: str, generation: int) -> None:
+        """conmon's exit command: record, then --rm or the restart policy."""
+        if not self.record_exit(cid, generation):
+            return
+        rec = self.store.get(cid)
+        if rec.spec.auto_remove:
+            self.destroy(rec)
+            return
+        policy = rec.spec.restart_policy
+        restart = (
+            policy.name == "always"
+            or (policy.name == "unless-stopped" and not rec.stopped_by_user)
+            or (policy.name == "on-failure" and rec.exit_code != 0
+                and (policy.maximum_retry_count <= 0 or rec.restart_count < policy.maximum_retry_count))
+        )
+        if rec.stopped_by_user or not restart:
+            return
+        # Docker's back-off: 100 ms doubling per consecutive restart, reset after 10 s of running.
+        ran = rec.finished_at - rec.started_at
+        delay = 0.1 if ran > 10 else min(0.1 * (2 ** rec.restart_count), 60)
+        self.store.update(cid, state="restarting", where_generation=generation)
+        time.sleep(delay)
+        rec = self.store.get(cid)
+        if rec.state != "restarting" or rec.stopped_by_user:
+            return
+        self.store.update(cid, restart_count=rec.restart_count + 1, state="exited")
+        try:
+            self.start(self.store.get(cid))
+        except DockyardError:
+            pass
+
+    def reconcile(self, rec: ContainerRecord) -> ContainerRecord:
+        """Bring the record in line with reality when the monitor could not tell us."""
+        if rec.state == "restarting":
+            if time.time() - rec.finished_at > 120:
+                self.store.update(rec.id, state="exited", where_states=("restarting",))
+                return self.store.get(rec.id)
+            return rec
+        if rec.state not in ("running", "paused"):
+            return rec
+        try:
+            st = self.runtime.state(rec.id)
+            status = st.status
+        except NotFound:
+            status = "stopped"
+        if status in ("running", "created"):
+            if rec.state == "paused":
+                self.store.update(rec.id, state="running")
+                return self.store.get(rec.id)
+            return rec
+        if status == "paused":
+            if rec.state != "paused":
+                self.store.update(rec.id, state="paused")
+                return self.store.get(rec.id)
+            return rec
+        if self._conmon_alive(rec) and not (self.exit_dir(rec.id) / rec.id).exists():
+            # conmon is still writing the exit file and will run the exit command itself.
+            time.sleep(0.2)
+        self.record_exit(rec.id, rec.generation)
+        return self.store.get(rec.id)
+
+    def _conmon_alive(self, rec: ContainerRecord) -> bool:
+        if not rec.conmon_pid:
+            return False
+        try:
+            os.kill(rec.conmon_pid, 0)
+        except OSError:
+            return False
+        return True
+
+    def destroy(self, rec: ContainerRecord) -> None:
+        """Remove everything the container has: runtime state, mount, snapshot, cgroup, files, record."""
+        with self.store.locked(rec.id):
+            self._delete_runtime(rec.id)
+            try:
+                unmount(self.rootfs(rec.id))
+            except DockyardError:
+                pass
+            try:
+                self.engine.snapshotter.remove(rec.id)
+            except NotFound:
+                pass
+            self._remove_cgroup(rec.id)
+        self.store.delete(rec.id)
+
+    def rw_size(self, rec: ContainerRecord) -> int:
+        try:
+            return self.engine.snapshotter.usage(rec.id)
+        except DockyardError:
+            return 0
