@@ -10,7 +10,8 @@ APT_PACKAGES=(
   busybox-static                          # source of the busybox base image
   debootstrap                             # source of the debian/python base images
   skopeo                                  # interoperability tests and benchmarks
-  runc conmon                             # OCI runtime and container monitor
+  runc conmon catatonit tini               # OCI runtime, container monitor, --init
+  golang-github-containers-common         # seccomp.json: the base of the default seccomp profile
   util-linux e2fsprogs                    # mount, findmnt
 )
 

@@ -154,7 +154,7 @@ class _Follower:
 
     def open(self) -> bool:
         try:
-            self.fh = open(self.path, "rb")
+            self.fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
         except FileNotFoundError:
             return False
         return True

@@ -154,9 +154,7 @@ def _applies(rule: Mapping[str, Any], caps: set[str], native: str, kernel: str |
         return False
     if not all(c in caps for c in includes.get("caps") or []):
         return False
-    if includes.get("minKernel") and not _kernel_at_least(kernel, includes["minKernel"]):
-        return False
-    return True
+    return not includes.get("minKernel") or _kernel_at_least(kernel, includes["minKernel"])
 
 
 def _oci_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,13 +234,13 @@ def seccomp_option(security_opt: Sequence[str]) -> str | None:
     """
     value = None
     for opt in security_opt:
-        key, sep, val = _split_opt(opt)
+        key, sep, val = split_option(opt)
         if key == "seccomp" and sep:
             value = val
     return value
 
 
-def _split_opt(opt: str) -> tuple[str, str, str]:
+def split_option(opt: str) -> tuple[str, str, str]:
     # Docker accepts both key=value and the older key:value.
     eq, colon = opt.find("="), opt.find(":")
     cut = min(i for i in (eq, colon, len(opt)) if i >= 0)

@@ -1,0 +1,147 @@
+"""A container as ``docker inspect`` shows it (Engine API 1.43 ContainerInspectResponse shape)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dockyard.containers.store import ContainerRecord
+from dockyard.engine.images import rfc3339
+
+if TYPE_CHECKING:
+    from dockyard.engine.containers import ContainerEngine
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _t(ts: float) -> str:
+    return rfc3339(ts) if ts else ZERO_TIME
+
+
+def state_view(rec: ContainerRecord) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Status": rec.state,
+        "Running": rec.state in ("running", "paused", "restarting"),
+        "Paused": rec.state == "paused",
+        "Restarting": rec.state == "restarting",
+        "OOMKilled": rec.oom_killed,
+        "Dead": rec.state == "dead",
+        "Pid": rec.pid if rec.state in ("running", "paused") else 0,
+        "ExitCode": rec.exit_code,
+        "Error": rec.error,
+        "StartedAt": _t(rec.started_at),
+        "FinishedAt": _t(rec.finished_at),
+    }
+    if rec.spec.healthcheck:
+        h = rec.health or {"Status": "starting", "FailingStreak": 0, "Log": []}
+        state["Health"] = {"Status": h.get("Status", "starting"), "FailingStreak": h.get("FailingStreak", 0),
+                           "Log": h.get("Log", [])}
+    return state
+
+
+def inspect_container(engine: ContainerEngine, rec: ContainerRecord) -> dict[str, Any]:
+    spec = rec.spec
+    lc = engine.lifecycle
+    d = engine.store.dir(rec.id)
+    r = spec.resources
+    hc = spec.healthcheck
+    healthcheck = None
+    if hc:
+        healthcheck = {"Test": hc.test, "Interval": int(hc.interval * 1e9), "Timeout": int(hc.timeout * 1e9),
+                       "StartPeriod": int(hc.start_period * 1e9), "StartInterval": int(hc.start_interval * 1e9),
+                       "Retries": hc.retries}
+    graph: dict[str, Any] = {"Name": "overlay2", "Data": None}
+    try:
+        lowers = engine.engine.snapshotter.lower_dirs(engine.engine.image_store.top_snapshot(rec.image_id) or "")
+        graph["Data"] = {
+            "LowerDir": ":".join(str(p) for p in lowers),
+            "MergedDir": str(lc.rootfs(rec.id)),
+            "UpperDir": "", "WorkDir": "",
+        }
+    except Exception:  # noqa: BLE001 - image gone: no graph data, as Docker shows then
+        pass
+    return {
+        "Id": rec.id,
+        "Created": _t(rec.created),
+        "Path": spec.args[0] if spec.args else "",
+        "Args": spec.args[1:],
+        "State": state_view(rec),
+        "Image": rec.image_id,
+        "ResolvConfPath": str(d / "resolv.conf"),
+        "HostnamePath": str(d / "hostname"),
+        "HostsPath": str(d / "hosts"),
+        "LogPath": str(lc.log_path(rec.id)),
+        "Name": "/" + rec.name,
+        "RestartCount": rec.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": {
+            "Binds": None,
+            "ContainerIDFile": spec.cidfile,
+            "LogConfig": {"Type": "k8s-file", "Config": {}},
+            "NetworkMode": spec.network_mode,
+            "PortBindings": {},
+            "RestartPolicy": {"Name": spec.restart_policy.name,
+                              "MaximumRetryCount": spec.restart_policy.maximum_retry_count},
+            "AutoRemove": spec.auto_remove,
+            "CapAdd": spec.cap_add or None,
+            "CapDrop": spec.cap_drop or None,
+            "Dns": spec.dns,
+            "DnsOptions": spec.dns_options,
+            "DnsSearch": spec.dns_search,
+            "ExtraHosts": spec.extra_hosts or None,
+            "Privileged": spec.privileged,
+            "ReadonlyRootfs": spec.read_only,
+            "SecurityOpt": spec.security_opt or None,
+            "Tmpfs": spec.tmpfs or None,
+            "ShmSize": spec.shm_size,
+            "Runtime": spec.runtime,
+            "Init": spec.init or None,
+            "Memory": r.memory or 0,
+            "MemorySwap": r.memory_swap or 0,
+            "MemoryReservation": r.memory_reservation or 0,
+            "NanoCpus": r.nano_cpus or 0,
+            "CpuShares": r.cpu_shares or 0,
+            "CpuPeriod": r.cpu_period or 0,
+            "CpuQuota": r.cpu_quota or 0,
+            "CpusetCpus": r.cpuset_cpus or "",
+            "CpusetMems": r.cpuset_mems or "",
+            "PidsLimit": r.pids_limit,
+            "OomKillDisable": r.oom_kill_disable,
+            "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits] or None,
+            "Mounts": None,
+        },
+        "GraphDriver": graph,
+        "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "Mode": "",
+                    "RW": not m.readonly, "Propagation": ""} for m in spec.mounts],
+        "Config": {
+            "Hostname": spec.hostname,
+            "Domainname": spec.domainname,
+            "User": spec.user,
+            "AttachStdin": spec.attach_stdin,
+            "AttachStdout": spec.attach_stdout,
+            "AttachStderr": spec.attach_stderr,
+            "ExposedPorts": spec.exposed_ports or None,
+            "Tty": spec.tty,
+            "OpenStdin": spec.open_stdin,
+            "StdinOnce": spec.stdin_once,
+            "Env": spec.env,
+            "Cmd": spec.cmd,
+            "Healthcheck": healthcheck,
+            "Image": spec.image_name,
+            "Volumes": spec.volumes or None,
+            "WorkingDir": spec.working_dir,
+            "Entrypoint": spec.entrypoint,
+            "OnBuild": None,
+            "Labels": spec.labels,
+            "StopSignal": spec.stop_signal,
+            **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
+        },
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": False, "Ports": {}, "SandboxKey": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "", "Networks": {},
+        },
+    }
