@@ -362,6 +362,30 @@ def test_attach_to_interactive_container(env):
         env.rt.attach(box.cid, stdin=None, stdout=out, stderr=err, tty=False)
 
 
+def test_attach_before_start_sees_the_first_output(env):
+    box = env.box(["sh", "-c", "echo early; echo warn >&2; read x; echo got $x; exit 9"])
+    env.create(box, stdin=True)
+    out, err = io.BytesIO(), io.BytesIO()
+    detached = env.rt.attach(box.cid, stdin=io.BytesIO(b"it\n"), stdout=out, stderr=err, tty=False,
+                             on_attached=lambda: env.rt.start(box.cid))
+    assert (detached, out.getvalue(), err.getvalue()) == (False, b"early\ngot it\n", b"warn\n")
+    assert env.wait_exit(box) == 9
+
+
+def test_created_container_can_be_killed_or_deleted(env):
+    box = env.box(["sleep", "1000"])
+    proc = env.create(box)
+    env.rt.kill(box.cid, "KILL")
+    assert env.wait_exit(box) == 137
+    box2 = env.box(["sleep", "1000"])
+    proc = env.create(box2)
+    env.rt.delete(box2.cid, force=True)
+    with pytest.raises(NotFound):
+        env.rt.state(box2.cid)
+    wait_for(lambda: not process_alive(proc.conmon_pid), what="conmon to exit")
+    assert not process_alive(proc.pid, None)
+
+
 def test_attach_detach_keys_leave_container_running(env):
     box = env.run(["sh"], stdin=True, tty=True)
     out = io.BytesIO()
@@ -396,6 +420,17 @@ def test_logs_follow_streams_while_running_and_stops_at_exit(env):
     assert [d for d, _ in seen] == [b"line1\n", b"line2\n", b"line3\n", b"line4\n", b"line5\n", b"tail"]
     assert seen[0][1] is None  # the first line came while the container was still running
     assert [f.data for f in read_log(box.log, tail=2)] == [b"line5\n", b"tail"]
+
+
+def test_log_max_size_keeps_the_log_small(env):
+    box = env.box(["sh", "-c", "i=0; while [ $i -lt 500 ]; do echo line$i; i=$((i+1)); done"])
+    env.rt.create(box.cid, box.bundle, log_path=box.log, exit_dir=box.exit_dir, persist_dir=box.persist,
+                  tty=False, stdin=False, exit_command=None, log_max_size=4096)
+    env.rt.start(box.cid)
+    assert env.wait_exit(box) == 0
+    assert box.log.stat().st_size <= 4096
+    frames = list(read_log(box.log))
+    assert frames and frames[-1].data == b"line499\n"
 
 
 def test_oom_kill_is_reported(env):

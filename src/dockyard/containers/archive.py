@@ -2,18 +2,14 @@
 
 The engine mounts the container's root filesystem and passes its host directory plus the
 container's other mounts (volumes, binds) as ``(container_path, host_path[, read_only])``; those
-are not visible in the rootfs directory, so this module lays them over it itself, innermost mount
-winning, the way the container sees them.
+are not visible in the rootfs directory, so :class:`~dockyard.containers.fsview.FSView` lays them
+over it, and resolves every path the way the container would, with chroot semantics and without
+ever letting the kernel follow a symlink there (``/etc -> /tmp/hostdir`` leads to
+``<rootfs>/tmp/hostdir``, never to the host's /tmp).
 
-Paths inside the container are resolved like inside the container, from the host side, without
-ever letting the kernel follow a symlink there: each component is opened with ``O_NOFOLLOW``
-relative to the directory fd before it; a symlink is re-resolved from the container root
-(absolute target) or its own directory, ``..`` stops at the root, and a component that is a mount
-point continues in the mount's host directory (chroot/securejoin semantics, as Docker's
-``openContainerFS``).  So ``/etc -> /tmp/hostdir`` leads to ``<rootfs>/tmp/hostdir``, never to
-the host's /tmp.  Tar entries are extracted the same way: an entry's parent is resolved in the
-container (a symlink in the archive or the container can move it elsewhere *inside* the
-container, never out), names climbing above the extraction directory are refused, and so are
+Tar entries are extracted through the same view: an entry's parent is resolved in the container
+(a symlink, in the archive or already in the container, can move it elsewhere *inside* the
+container, never out); names climbing above the extraction directory are refused, and so are
 relative symlinks climbing out of it, hard links to anything but a file of the same archive, and
 ``trusted.overlay.*`` xattrs.  On the host side (:func:`local_extract`) the extraction directory
 is the root of that confinement.  ``.wh.*`` names are ordinary files here (no whiteouts).
@@ -53,12 +49,13 @@ import shutil
 import stat
 import tarfile
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from dockyard.containers.fsview import TRUSTED_DIR, CopyMount, FSView, MountArg, Node, lstat_at
 from dockyard.errors import (
     DataLoss,
     DockyardError,
@@ -70,10 +67,12 @@ from dockyard.errors import (
 )
 from dockyard.snapshots.tarfs import COPY_CHUNK, clean_name, proc_path
 
-_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+__all__ = [
+    "CopyMount", "MountArg", "PathStat", "archive_from", "extract_to", "go_file_mode", "local_archive",
+    "local_extract", "stat_path",
+]
+
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_TRUSTED_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC  # host paths we were given: may follow
-_MAX_SYMLINKS = 40
 _PAX_XATTR = "SCHILY.xattr."
 _CAPABILITY = "security.capability"  # the one xattr Docker puts into cp archives
 
@@ -94,7 +93,7 @@ class PathStat:
 
     def to_docker(self) -> dict[str, object]:
         """The JSON object Docker base64-encodes into the header (Go FileMode, RFC 3339 mtime)."""
-        when = datetime.fromtimestamp(self.mtime, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+        when = datetime.fromtimestamp(self.mtime, tz=UTC).isoformat().replace("+00:00", "Z")
         return {"name": self.name, "size": self.size, "mode": self.go_mode, "mtime": when,
                 "linkTarget": self.link_target}
 
@@ -133,7 +132,7 @@ def _preserve_trailing(cleaned: str, original: str) -> str:
 
 def _container_abs(path: str) -> str:
     """A container path as Docker takes it: absolute from the container root, cleaned."""
-    return _preserve_trailing(posixpath.normpath("/" + path), path)
+    return _preserve_trailing(posixpath.normpath("/" + path.lstrip("/")), path)  # not POSIX "//"
 
 
 def _local_abs(path: str) -> str:
@@ -206,7 +205,7 @@ def _os_error(what: str, exc: OSError) -> DockyardError:
 def stat_path(rootfs: Path, mounts: Sequence[MountArg], path: str, *, container: str | None = None) -> PathStat:
     """Docker's ``HEAD /containers/{id}/archive``: lstat the path (a trailing "/" follows a link);
     for a symlink, ``link_target`` is its full resolution inside the container.  NotFound if missing."""
-    scope = _Scope(rootfs, mounts)
+    scope = FSView(rootfs, mounts)
     absolute = _container_abs(path)
     try:
         return _stat(scope, absolute, path, container)
@@ -214,7 +213,7 @@ def stat_path(rootfs: Path, mounts: Sequence[MountArg], path: str, *, container:
         raise _os_error(path, exc) from exc
 
 
-def _stat(scope: _Scope, absolute: str, shown: str, container: str | None) -> PathStat:
+def _stat(scope: FSView, absolute: str, shown: str, container: str | None) -> PathStat:
     node = scope.resolve(absolute, follow=False)
     node.close()
     if node.st is None:
@@ -236,7 +235,7 @@ def archive_from(rootfs: Path, mounts: Sequence[MountArg], src_path: str, out: B
     is ``docker cp -L``: a symlink source is archived as its target under the link's name.
     Raises NotFound ("Could not find the file ...") if the source is missing.  ``out`` is not closed.
     """
-    scope = _Scope(rootfs, mounts)
+    scope = FSView(rootfs, mounts)
     absolute = _container_abs(src_path)
     try:
         info = _stat(scope, absolute, src_path, container)
@@ -250,13 +249,14 @@ def local_archive(path: Path | str, out: BinaryIO, follow_link: bool = False) ->
     """The host side of ``docker cp HOSTSRC CONTAINER:DST``: the same naming for a host path."""
     absolute = _local_abs(str(path))
     try:
-        _archive(_Scope(Path("/"), host=True), absolute, out, follow_link,
+        _archive(FSView(Path("/"), host=True), absolute, out, follow_link,
                  lambda: NotFound(f"lstat {absolute.rstrip('/') or '/'}: no such file or directory"))
     except OSError as exc:
         raise _os_error(str(path), exc) from exc
 
 
-def _archive(scope: _Scope, absolute: str, out: BinaryIO, follow: bool, missing) -> None:  # type: ignore[no-untyped-def]
+def _archive(scope: FSView, absolute: str, out: BinaryIO, follow: bool,
+             missing: Callable[[], DockyardError]) -> None:
     node = scope.resolve(absolute, follow=follow)
     try:
         if node.st is None:
@@ -270,12 +270,19 @@ def _archive(scope: _Scope, absolute: str, out: BinaryIO, follow: bool, missing)
 class _TarWriter:
     """Walks a resolved tree (mounts included, symlinks never followed) into a PAX tar."""
 
-    def __init__(self, scope: _Scope, out: BinaryIO) -> None:
+    def __init__(self, scope: FSView, out: BinaryIO) -> None:
         self.scope = scope
-        self.tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK)
+        self.out = out
         self.links: dict[tuple[int, int], str] = {}
 
-    def write(self, node: _Node, arcname: str) -> None:
+    def write(self, node: Node, arcname: str) -> None:
+        """Archive ``node`` (and, for a directory, everything below it) as ``arcname``."""
+        assert node.st is not None
+        with tarfile.open(fileobj=self.out, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                          copybufsize=COPY_CHUNK) as self.tf:
+            self._walk(node, arcname)
+
+    def _walk(self, node: Node, arcname: str) -> None:
         assert node.st is not None
         # An explicit stack (depth is the container's to choose): (dir fd, real, arc prefix, names).
         stack: list[tuple[int, tuple[str, ...], str, list[str]]] = []
@@ -294,19 +301,18 @@ class _TarWriter:
                 mount = self.scope.mounts.get(child)
                 if mount is not None:
                     is_dir = mount.source.is_dir()
-                    pfd = os.open(mount.source if is_dir else mount.source.parent, _TRUSTED_DIR)
+                    pfd = os.open(mount.source if is_dir else mount.source.parent, TRUSTED_DIR)
                     pname = "." if is_dir else mount.source.name
                     try:
-                        st = _lstat(pfd, pname)
+                        st = lstat_at(pfd, pname)
                         fd = self._add(pfd, pname, st, arc) if st is not None else None
                     finally:
                         os.close(pfd)
                 else:
-                    st = _lstat(dfd, name)
+                    st = lstat_at(dfd, name)
                     fd = self._add(dfd, name, st, arc) if st is not None else None  # gone meanwhile
                 if fd is not None:
                     stack.append((fd, child, arc, self._names(fd, child)))
-            self.tf.close()
         finally:
             for dfd, _, _, _ in stack:
                 os.close(dfd)
@@ -374,7 +380,7 @@ def extract_to(rootfs: Path, mounts: Sequence[MountArg], dst_path: str, stream: 
     (Docker's wording; hostile entries name the entry), FailedPrecondition ("cannot overwrite
     ..."), DataLoss for corrupt input.  A failure part-way leaves the entries written so far.
     """
-    scope = _Scope(rootfs, mounts)
+    scope = FSView(rootfs, mounts)
     label = f"{container}:{dst_path}" if container else dst_path
     try:
         owner = _container_user(scope, user) if copy_uidgid and user else None
@@ -419,7 +425,7 @@ def local_extract(dst: Path | str, stream: BinaryIO, *, allow_devices: bool = Fa
                 return
             src, src_dir = _source_of(first)
             into, new = _plan(path, exists, os.path.isdir(path), src_dir)
-            scope = _Scope(Path(into), host=True)
+            scope = FSView(Path(into), host=True)
             extractor = _Extractor(scope, (), chown=False, owner=None, no_overwrite=True,
                                    allow_devices=allow_devices, readonly_rootfs=False)
             extractor.run(tf, first, (src, new) if new is not None else None)
@@ -429,12 +435,12 @@ def local_extract(dst: Path | str, stream: BinaryIO, *, allow_devices: bool = Fa
 
 def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
     try:
-        return tarfile.open(fileobj=stream, mode="r|*", bufsize=COPY_CHUNK)
+        return tarfile.open(fileobj=stream, mode="r|*", bufsize=64 * 1024)  # tarfile copies its buffer per read
     except tarfile.TarError as exc:
         raise DataLoss(f"not a tar archive: {exc}") from exc
 
 
-def _container_plan(scope: _Scope, dst_path: str, first: tarfile.TarInfo | None,
+def _container_plan(scope: FSView, dst_path: str, first: tarfile.TarInfo | None,
                     label: str) -> tuple[str, tuple[str, str] | None]:
     """docker/cli's copyToContainer + PrepareArchiveCopy against the container's view of dst."""
     absolute = _container_abs(dst_path)
@@ -454,7 +460,7 @@ def _container_plan(scope: _Scope, dst_path: str, first: tarfile.TarInfo | None,
     return into, (src, new) if new is not None else None
 
 
-def _extraction_point(scope: _Scope, path: str, container: str | None) -> _Node:
+def _extraction_point(scope: FSView, path: str, container: str | None) -> Node:
     """moby's containerExtractToDir check: the directory must exist (links followed)."""
     node = scope.resolve(path, follow=True)
     node.close()
@@ -465,7 +471,7 @@ def _extraction_point(scope: _Scope, path: str, container: str | None) -> _Node:
     return node
 
 
-def _check_writable(scope: _Scope, real: tuple[str, ...], readonly_rootfs: bool) -> None:
+def _check_writable(scope: FSView, real: tuple[str, ...], readonly_rootfs: bool) -> None:
     mount = scope.mount_containing(real)
     if mount is not None and mount.read_only:
         raise InvalidArgument("mounted volume is marked read-only")
@@ -473,7 +479,7 @@ def _check_writable(scope: _Scope, real: tuple[str, ...], readonly_rootfs: bool)
         raise InvalidArgument("container rootfs is marked read-only")
 
 
-def _container_user(scope: _Scope, user: str) -> tuple[int, int]:
+def _container_user(scope: FSView, user: str) -> tuple[int, int]:
     """uid/gid of "name[:group]" / "uid[:gid]" from the container's own passwd and group files."""
     name, _, group = user.partition(":")
     uid: int | None = int(name) if name.isdigit() else None
@@ -498,7 +504,7 @@ def _container_user(scope: _Scope, user: str) -> tuple[int, int]:
     return uid, gid
 
 
-def _read_small(scope: _Scope, path: str) -> str:
+def _read_small(scope: FSView, path: str) -> str:
     node = scope.resolve(path, follow=True)
     try:
         if node.st is None or not stat.S_ISREG(node.st.st_mode):
@@ -515,7 +521,7 @@ class _Extractor:
 
     CACHE_SIZE = 64
 
-    def __init__(self, scope: _Scope, base: tuple[str, ...], *, chown: bool, owner: tuple[int, int] | None,
+    def __init__(self, scope: FSView, base: tuple[str, ...], *, chown: bool, owner: tuple[int, int] | None,
                  no_overwrite: bool, allow_devices: bool, readonly_rootfs: bool) -> None:
         self.scope, self.base = scope, base
         self.chown, self.owner = chown, owner
@@ -570,7 +576,7 @@ class _Extractor:
                 os.close(fd)
             self.dir_times[real] = int(member.mtime * 1e9)
             return
-        existing = _lstat(pfd, base)
+        existing = lstat_at(pfd, base)
         if existing is not None:
             was_dir = stat.S_ISDIR(existing.st_mode)
             into = self.scope.show(preal)
@@ -620,7 +626,7 @@ class _Extractor:
             raise refused
         tparent, _, tbase = target.rpartition("/")
         tfd, treal = self._dir(tuple(tparent.split("/")) if tparent else (), member.name)
-        st = _lstat(tfd, tbase)
+        st = lstat_at(tfd, tbase)
         if (*treal, tbase) != real or st is None or not stat.S_ISREG(st.st_mode):
             raise refused
         return tfd, tbase
@@ -669,7 +675,7 @@ class _Extractor:
                 os.close(fd)
             self.files[name] = real
         elif member.isdir():
-            if _lstat(pfd, base) is None:
+            if lstat_at(pfd, base) is None:
                 os.mkdir(base, 0o700, dir_fd=pfd)
             fd = os.open(base, _DIR_READ, dir_fd=pfd)
             try:

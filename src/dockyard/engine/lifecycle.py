@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard.containers.store import ACTIVE, ContainerRecord, ContainerStore
-from dockyard.errors import DockyardError, NotFound
+from dockyard.errors import DockyardError, FailedPrecondition, NotFound
 from dockyard.snapshots.mount import is_mounted, mount_all, unmount
 
 if TYPE_CHECKING:
@@ -34,6 +34,17 @@ HOSTS_BASE = (
     "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 )
 UNKNOWN_EXIT = 255
+
+
+def _init_path() -> str:
+    """--init: Debian's catatonit (podman's choice), else tini."""
+    import shutil
+
+    for name in ("catatonit", "tini"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise FailedPrecondition("--init needs catatonit or tini (apt-get install catatonit)")
 
 
 def runtime_exit_code(message: str) -> int:
@@ -188,6 +199,7 @@ class Lifecycle:
                     etc_files={"hostname": str(d / "hostname"), "hosts": str(d / "hosts"),
                                "resolv.conf": str(d / "resolv.conf")},
                     cgroups_path=self.cgroups_path(rec.id), user=user, hard_limits=current_hard_limits(),
+                    init_path=_init_path() if rec.spec.init else None,
                 )
                 (self.bundle(rec.id) / "config.json").write_text(json.dumps(config, indent=1))
                 for f in self.exit_dir(rec.id).iterdir():
@@ -314,7 +326,7 @@ class Lifecycle:
 
     def _oom(self, rec: ContainerRecord) -> bool:
         try:
-            if self.runtime.oom_killed(self.store.dir(rec.id) / "persist", rec.id):
+            if self.runtime.oom_killed(self.store.dir(rec.id) / "persist", self.bundle(rec.id)):
                 return True
         except (AttributeError, DockyardError, OSError):
             pass

@@ -219,8 +219,9 @@ def read_stats(paths: CgroupPaths, pid: int | None, *, proc: Path = Path("/proc"
         raise NotFound(f"cgroup {main} does not exist (the container is not running)")
     system_ns, online = _system_cpu(proc)
     host_memory = _meminfo_total(proc)
+    percpu: tuple[int, ...] = ()
     if paths.version == 2:
-        cpu_total, percpu = _v2_cpu(paths.unified), ()
+        cpu_total = _v2_cpu(paths.unified)
         usage, limit, stat, cache = _v2_memory(paths.unified)
         pids = _int(_read(paths.unified, "pids.current"))
         blk_read, blk_write = _v2_io(paths.unified)

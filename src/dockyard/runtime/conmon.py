@@ -145,8 +145,11 @@ class ConmonLaunch:
         """Second start message: conmon may now run ``runc exec`` (exec sessions with attach)."""
         os.write(self._start_w, b"0")
 
-    def read_sync(self, timeout: float | None = None) -> SyncMessage | None:
-        """The next line on the sync pipe, or None when conmon closed it (it died or exited)."""
+    def read_sync(self, timeout: float | None = -1.0) -> SyncMessage | None:
+        """The next line on the sync pipe, or None when conmon closed it (it died or exited).
+
+        ``timeout``: seconds, None to wait for ever, negative for the launch's default.
+        """
         return self._read(self._sync_r, timeout)
 
     def _read(self, fd: int, timeout: float | None = -1.0) -> SyncMessage | None:
@@ -244,10 +247,12 @@ def write_resize(socket_dir: Path, rows: int, cols: int) -> None:
     """
     try:
         fd = os.open(socket_dir / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, OSError) as exc:
+    except OSError as exc:  # ENOENT, or ENXIO: a fifo nobody reads
         raise FailedPrecondition("container is not running (no monitor to resize its terminal)") from exc
     try:
         os.write(fd, f"1 {int(rows)} {int(cols)}\n".encode())
+    except OSError as exc:
+        raise FailedPrecondition("container is not running (its monitor went away)") from exc
     finally:
         os.close(fd)
 

@@ -39,8 +39,8 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -170,6 +170,9 @@ class RuncRuntime:
         """
         _check_id(cid)
         bundle = Path(bundle)
+        with contextlib.suppress(NotFound):
+            self.state(cid)
+            raise Conflict(f"container {cid} already exists in the runtime")
         for d in (self.state_root, exit_dir, persist_dir, log_path.parent):
             Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
         for stale in (bundle / "conmon.pid", bundle / "pidfile", bundle / "oom", Path(exit_dir) / cid,
@@ -191,9 +194,6 @@ class RuncRuntime:
             argv += ["--exit-command", _which(exit_command[0])]
             for arg in exit_command[1:]:
                 argv += ["--exit-command-arg", arg]
-        with contextlib.suppress(NotFound):
-            self.state(cid)
-            raise Conflict(f"container {cid} already exists in the runtime")
         launch = cm.ConmonLaunch(argv, cwd=bundle, pid_file=bundle / "conmon.pid")
         try:
             conmon_pid = launch.release()
@@ -364,7 +364,7 @@ class RuncRuntime:
                 attached, stdin=(stdin_stream or sys.stdin.buffer) if stdin else None,
                 stdout=stdout_stream or sys.stdout.buffer, stderr=stderr_stream or sys.stderr.buffer,
                 tty=tty, detach_keys=b"", socket_dir=session)
-            result = launch.read_sync(timeout=None)
+            result = launch.read_sync()  # follows the end of the output at once
             if result is None:
                 raise Unavailable(f"the monitor of an exec session in {cid} died without an exit code")
             with contextlib.suppress(Unavailable):
