@@ -70,4 +70,4 @@ def main() -> None:
 
 
 # Command modules add themselves to ``cli`` when imported.
-from dockyard.cli import images, system  # noqa: E402,F401
+from dockyard.cli import images, system, containers, container_io  # noqa: E402,F401,I001 (order: later ones extend earlier ones)

@@ -43,6 +43,7 @@ user); on the host, files belong to the caller (Docker's ``NoLchown``).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
 import shutil
@@ -434,8 +435,14 @@ def local_extract(dst: Path | str, stream: BinaryIO, *, allow_devices: bool = Fa
 
 
 def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
+    """A streaming reader (64 KiB: tarfile copies its buffer on every read); an empty stream is
+    an empty archive, as for Docker."""
     try:
-        return tarfile.open(fileobj=stream, mode="r|*", bufsize=64 * 1024)  # tarfile copies its buffer per read
+        return tarfile.open(fileobj=stream, mode="r|*", bufsize=64 * 1024)
+    except tarfile.ReadError as exc:
+        if str(exc) == "empty file":
+            return tarfile.open(fileobj=io.BytesIO(bytes(2 * tarfile.BLOCKSIZE)), mode="r|")
+        raise DataLoss(f"not a tar archive: {exc}") from exc
     except tarfile.TarError as exc:
         raise DataLoss(f"not a tar archive: {exc}") from exc
 
@@ -486,7 +493,8 @@ def _container_user(scope: FSView, user: str) -> tuple[int, int]:
     gid = 0
     for line in _read_small(scope, "/etc/passwd").splitlines():
         fields = line.split(":")
-        if len(fields) >= 4 and (fields[0] == name or (uid is not None and fields[2] == name)):
+        if len(fields) >= 4 and (fields[0] == name or (uid is not None and fields[2] == name)) \
+                and fields[2].isdigit() and fields[3].isdigit():
             uid, gid = int(fields[2]), int(fields[3])
             break
     if uid is None:
@@ -496,7 +504,7 @@ def _container_user(scope: FSView, user: str) -> tuple[int, int]:
     elif group:
         for line in _read_small(scope, "/etc/group").splitlines():
             fields = line.split(":")
-            if len(fields) >= 3 and fields[0] == group:
+            if len(fields) >= 3 and fields[0] == group and fields[2].isdigit():
                 gid = int(fields[2])
                 break
         else:

@@ -45,9 +45,8 @@ class CopyMount:
     read_only: bool = False
 
 
+#: What callers may pass for a mount: a CopyMount or (destination, source[, read_only]).
 MountArg = CopyMount | tuple[str, str | Path] | tuple[str, str | Path, bool]
-
-
 
 
 @dataclass

@@ -128,8 +128,8 @@ class ContainerStore:
         """Conditional update; returns whether a row changed."""
         if "spec" in values and isinstance(values["spec"], ContainerSpec):
             values["spec"] = json.dumps(values["spec"].to_dict())
-        if "health" in values and values["health"] is not None and not isinstance(values["health"], str):
-            values["health"] = json.dumps(values["health"])
+        if "health" in values and not isinstance(values["health"], str):
+            values["health"] = json.dumps(values["health"]) if values["health"] is not None else ""
         for k in ("oom_killed", "stopped_by_user"):
             if k in values:
                 values[k] = int(bool(values[k]))

@@ -16,6 +16,7 @@ import re
 import secrets
 import signal as signals
 import time
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from dockyard.containers.model import ContainerSpec, HealthSpec
@@ -75,7 +76,13 @@ class ContainerEngine:
         self.engine = engine
         self.store = ContainerStore(engine.db, engine.root / "containers")
 
-    @property
+    @cached_property
+    def io(self):
+        from dockyard.engine.container_io import ContainerIO
+
+        return ContainerIO(self)
+
+    @cached_property
     def lifecycle(self):
         from dockyard.engine.lifecycle import Lifecycle
 
@@ -293,6 +300,22 @@ class ContainerEngine:
             raise Conflict(f"Container {rec.id} is not paused")
         self.lifecycle.runtime.resume(rec.id)
         self.store.update(rec.id, state="running")
+
+    def boot(self) -> list[str]:
+        """After a host reboot: start what the restart policies ask for, as dockerd does at start."""
+        started = []
+        for r in self.list(all_=True):
+            if r.state in ACTIVE:
+                continue
+            p = r.spec.restart_policy.name
+            if (p == "always" or (p == "unless-stopped" and not r.stopped_by_user)
+                    or (p == "on-failure" and r.exit_code != 0 and not r.stopped_by_user)):
+                try:
+                    self.lifecycle.start(r)
+                    started.append(r.name)
+                except DockyardError:
+                    continue
+        return started
 
     def prune(self, filters: Filters | None = None) -> tuple[list[str], int]:
         f = filters or Filters()

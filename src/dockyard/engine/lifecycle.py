@@ -220,14 +220,18 @@ class Lifecycle:
                 if on_created is not None:
                     on_created(self.store.get(rec.id))
                 self.runtime.start(rec.id)
-            except DockyardError as exc:
-                code = runtime_exit_code(str(exc))
+            except BaseException as exc:
+                code = runtime_exit_code(str(exc)) if isinstance(exc, DockyardError) else 125
+                try:
+                    self.runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
+                except DockyardError:
+                    pass
                 self._delete_runtime(rec.id)
                 if is_mounted(target):
                     unmount(target)
                 self.store.update(rec.id, state="created" if rec.state == "created" else "exited",
-                                  exit_code=code if code != 125 else 128, error=str(exc), pid=0)
-                if code != 125:
+                                  exit_code=code if code != 125 else 128, error=str(exc), pid=0, conmon_pid=0)
+                if isinstance(exc, DockyardError) and code != 125:
                     exc.exit_code = code
                 raise
         if rec.spec.healthcheck:
@@ -346,11 +350,17 @@ class Lifecycle:
             pass
 
     def container_exited(self, cid: str, generation: int) -> None:
-        """conmon's exit command: record, then --rm or the restart policy."""
-        if not self.record_exit(cid, generation):
-            return
+        """conmon's exit command: record (unless a reconciling process already did), then --rm or the
+        restart policy — exactly once per run, since conmon runs this once per generation."""
+        self.record_exit(cid, generation)
+        self.post_exit(cid, generation)
+
+    def post_exit(self, cid: str, generation: int) -> None:
         rec = self.store.get(cid)
+        if rec.generation != generation or rec.state != "exited":
+            return
         if rec.spec.auto_remove:
+            self.write_tombstone(cid, rec.exit_code)
             self.destroy(rec)
             return
         policy = rec.spec.restart_policy
@@ -376,6 +386,28 @@ class Lifecycle:
         except DockyardError:
             pass
 
+    def tombstones(self) -> Path:
+        return self.store.root / ".exit-codes"
+
+    def write_tombstone(self, cid: str, code: int) -> None:
+        """The exit code of a --rm container outlives its record briefly, for the attached client."""
+        d = self.tombstones()
+        d.mkdir(exist_ok=True)
+        cutoff = time.time() - 3600
+        for old in d.iterdir():
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+        (d / cid).write_text(str(code))
+
+    def read_tombstone(self, cid: str) -> int | None:
+        p = self.tombstones() / cid
+        try:
+            code = int(p.read_text())
+        except (OSError, ValueError):
+            return None
+        p.unlink(missing_ok=True)
+        return code
+
     def reconcile(self, rec: ContainerRecord) -> ContainerRecord:
         """Bring the record in line with reality when the monitor could not tell us."""
         if rec.state == "restarting":
@@ -400,11 +432,17 @@ class Lifecycle:
                 self.store.update(rec.id, state="paused")
                 return self.store.get(rec.id)
             return rec
-        if self._conmon_alive(rec) and not (self.exit_dir(rec.id) / rec.id).exists():
-            # conmon is still writing the exit file and will run the exit command itself.
-            time.sleep(0.2)
+        monitor_alive = self._conmon_alive(rec)
+        if monitor_alive and not (self.exit_dir(rec.id) / rec.id).exists():
+            time.sleep(0.2)  # conmon is still writing the exit file
         self.record_exit(rec.id, rec.generation)
-        return self.store.get(rec.id)
+        if not monitor_alive:
+            # No exit command will come from a dead monitor: apply --rm / the restart policy here.
+            self.post_exit(rec.id, rec.generation)
+        try:
+            return self.store.get(rec.id)
+        except NotFound:
+            return rec
 
     def _conmon_alive(self, rec: ContainerRecord) -> bool:
         if not rec.conmon_pid:
