@@ -33,8 +33,37 @@ def mounts_under(path: Path) -> list[str]:
     return out
 
 
+def stop_containers(path: Path) -> None:
+    """Kill what the tests' containers left running under ``path``: containers (runc), their conmon
+    monitors and dockyard helper processes (health monitors, exit commands) of that data root."""
+    import signal
+
+    for runc_root in path.glob("**/runc"):
+        if not runc_root.is_dir():
+            continue
+        for state in runc_root.iterdir():
+            subprocess.run(["runc", "--root", str(runc_root), "kill", "--all", state.name, "KILL"],
+                           capture_output=True, check=False)
+            subprocess.run(["runc", "--root", str(runc_root), "delete", "-f", state.name],
+                           capture_output=True, check=False)
+    needle = str(path).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline and (b"conmon" in cmdline or b"dockyard" in cmdline):
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def cleanup_root(path: Path) -> None:
-    """Unmount everything below ``path`` (deepest first), then remove it."""
+    """Stop containers, unmount everything below ``path`` (deepest first), then remove it."""
+    stop_containers(path)
     for mp in sorted(mounts_under(path), key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], check=False, capture_output=True)
     if mounts_under(path):

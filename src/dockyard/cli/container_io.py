@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 
@@ -353,6 +354,58 @@ def _bin(n: float) -> str:
 
 
 container.add_command(stats_cmd, "stats")
+
+
+def _split_cp(arg: str) -> tuple[str | None, str]:
+    """CONTAINER:PATH or a local path (a leading "/" or "." means local, as in docker cp)."""
+    if arg.startswith(("/", ".")) or ":" not in arg:
+        return None, arg
+    name, _, path = arg.partition(":")
+    return name, path
+
+
+@cli.command("cp")
+@click.argument("src")
+@click.argument("dst")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output during copy")
+@click.pass_obj
+def cp_cmd(engine, src, dst, archive, follow_link, quiet) -> None:
+    """Copy files/folders between a container and the local filesystem
+
+    Use '-' as the source to read a tar archive from stdin and extract it to a directory destination
+    in a container.  Use '-' as the destination to stream a tar archive of a container source to stdout."""
+    import tempfile
+
+    from dockyard.containers.archive import local_archive, local_extract
+
+    src_c, src_path = _split_cp(src)
+    dst_c, dst_path = _split_cp(dst)
+    if src_c and dst_c:
+        raise InvalidArgument("copying between containers is not supported")
+    if not src_c and not dst_c:
+        raise InvalidArgument("must specify at least one container source")
+    io = engine.containers.io
+    if src_c:
+        if dst_path == "-":
+            io.copy_from(src_c, src_path, sys.stdout.buffer, follow_link=follow_link)
+            return
+        with tempfile.TemporaryFile(dir="/var/tmp") as spool:
+            io.copy_from(src_c, src_path, spool, follow_link=follow_link)
+            spool.seek(0)
+            local_extract(Path(dst_path), spool)
+        return
+    if src_path == "-":
+        io.copy_to(dst_c, dst_path, sys.stdin.buffer, copy_uidgid=archive, as_is=True)
+        return
+    with tempfile.TemporaryFile(dir="/var/tmp") as spool:
+        local_archive(Path(src_path), spool, follow_link=follow_link)
+        spool.seek(0)
+        io.copy_to(dst_c, dst_path, spool, copy_uidgid=archive)
+
+
+container.add_command(cp_cmd, "cp")
 
 
 @cli.command("port")

@@ -122,6 +122,34 @@ class ContainerIO:
         return self.runtime.exec(rec.id, process, tty=tty, detach=detach, stdin=interactive,
                                  stdin_stream=stdin, stdout_stream=stdout, stderr_stream=stderr)
 
+    # -- files ---------------------------------------------------------------------------------
+    def _mounts(self, rec: ContainerRecord) -> list[tuple[str, str, bool]]:
+        d = self.c.store.dir(rec.id)
+        out = [("/etc/hostname", str(d / "hostname"), False), ("/etc/hosts", str(d / "hosts"), False),
+               ("/etc/resolv.conf", str(d / "resolv.conf"), False)]
+        out += [(m.target, m.source, m.readonly) for m in rec.spec.mounts if m.type in ("bind", "volume")]
+        return out
+
+    def copy_from(self, name_or_id: str, path: str, out: BinaryIO, *, follow_link: bool = False):
+        """A tar of ``path`` in the container (docker cp CONTAINER:PATH ...); returns its PathStat."""
+        from dockyard.containers.archive import archive_from
+
+        rec = self.c.get(name_or_id)
+        with self.lifecycle.mounted(rec) as root:
+            return archive_from(Path(root), self._mounts(rec), path, out, follow_link=follow_link,
+                                container=rec.name)
+
+    def copy_to(self, name_or_id: str, path: str, stream: BinaryIO, *, copy_uidgid: bool = False,
+                as_is: bool = False) -> None:
+        """Extract a tar into ``path`` in the container (docker cp ... CONTAINER:PATH)."""
+        from dockyard.containers.archive import extract_to
+
+        rec = self.c.get(name_or_id)
+        with self.lifecycle.mounted(rec) as root:
+            extract_to(Path(root), self._mounts(rec), path, stream, copy_uidgid=copy_uidgid,
+                       user=rec.spec.user or None, container=rec.name, as_is=as_is,
+                       readonly_rootfs=rec.spec.read_only)
+
     # -- processes and resources ----------------------------------------------------------------
     def top(self, name_or_id: str, ps_args: str | None = None) -> tuple[list[str], list[list[str]]]:
         from dockyard.runtime.top import top
@@ -240,6 +268,8 @@ class ContainerIO:
 
         started = time.time()
         while True:
+            if not self.c.store.dir(cid).exists():
+                return  # removed (or the whole data root is gone)
             try:
                 rec = self.c.store.get(cid)
             except NotFound:
