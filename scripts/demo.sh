@@ -30,5 +30,15 @@ run dockyard --root "$tmp/root" load -i "$tmp/busybox.tar"
 run dockyard --root "$tmp/root" images
 run dockyard rmi demo/busybox:1.0
 
+step "Containers: run, detach, exec, logs, stop — daemonless, with runc and conmon"
+run dockyard run --rm busybox sh -c 'echo "hello from $(hostname), pid $$"; grep CapEff /proc/self/status'
+run dockyard run -d --name demo-web --health-cmd 'test -f /tmp/ready' --health-interval 1s busybox \
+    sh -c 'touch /tmp/ready; i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 1; done'
+sleep 2
+run dockyard ps
+run dockyard exec demo-web sh -c 'echo "inside: $(cat /etc/hostname)"'
+run dockyard logs --tail 2 demo-web
+run dockyard rm -f demo-web
+
 step "The engine"
 run dockyard info

@@ -57,7 +57,8 @@ def _attach_and_start(engine, rec, *, stdin: bool, keys: str, start: bool) -> in
     started = threading.Event()
     t = threading.Thread(target=attach_thread, args=(started if start else None,), daemon=True)
     if start:
-        def on_created(_rec) -> None:
+        def on_created(created_rec) -> None:
+            result["generation"] = created_rec.generation
             t.start()
             attached.wait(30)
             if "error" in result:
@@ -83,26 +84,12 @@ def _attach_and_start(engine, rec, *, stdin: bool, keys: str, start: bool) -> in
         raise result["error"]
     if result.get("detached"):
         return 0
-    return _exit_code(engine, rec.id)
+    gen = result.get("generation") or engine.containers.store.get(rec.id).generation
+    return _exit_code(engine, rec.id, gen)
 
 
-def _exit_code(engine, cid: str) -> int:
-    lc = engine.containers.lifecycle
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            r = engine.containers.store.get(cid)
-        except NotFound:
-            code = lc.read_tombstone(cid)
-            return code if code is not None else 0
-        if r.state not in ("running", "paused", "restarting"):
-            if r.spec.auto_remove:
-                time.sleep(0.05)
-                continue
-            return r.exit_code
-        engine.containers.get(cid)  # reconcile if the monitor is gone
-        time.sleep(0.05)
-    return engine.containers.wait(cid)
+def _exit_code(engine, cid: str, generation: int) -> int:
+    return engine.containers.lifecycle.attached_exit(cid, generation)
 
 
 def run_attached(engine, rec, *, detach_keys: str, on_fail) -> int:

@@ -55,6 +55,7 @@ class ContainerRecord:
     health: dict[str, Any] | None = None
     stopped_by_user: bool = False
     generation: int = 0
+    exit_handled: int = 0
 
     @classmethod
     def from_row(cls, row) -> ContainerRecord:

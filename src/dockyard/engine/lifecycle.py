@@ -353,12 +353,46 @@ class Lifecycle:
         """conmon's exit command: record (unless a reconciling process already did), then --rm or the
         restart policy — exactly once per run, since conmon runs this once per generation."""
         self.record_exit(cid, generation)
-        self.post_exit(cid, generation)
+        try:
+            self.post_exit(cid, generation)
+        except NotFound:
+            pass
+
+    def attached_exit(self, cid: str, generation: int) -> int:
+        """The client that ran the container attached saw it exit: record it and apply --rm here
+        (without waiting for conmon's exit command), and return the exit code."""
+        deadline = time.monotonic() + 5
+        exit_file = self.exit_dir(cid) / cid
+        while not exit_file.exists() and time.monotonic() < deadline:
+            try:
+                if self.store.get(cid).generation != generation:
+                    break
+            except NotFound:
+                break
+            time.sleep(0.005)
+        self.record_exit(cid, generation)
+        try:
+            rec = self.store.get(cid)
+        except NotFound:
+            tomb = self.read_tombstone(cid)
+            return tomb if tomb is not None else 0
+        if rec.spec.auto_remove:  # restart policies stay with the exit command: no waiting here
+            try:
+                self.post_exit(cid, generation)
+            except NotFound:
+                pass
+        return rec.exit_code
 
     def post_exit(self, cid: str, generation: int) -> None:
-        rec = self.store.get(cid)
-        if rec.generation != generation or rec.state != "exited":
+        """--rm or the restart policy for run ``generation``; whoever claims it first does it (the
+        attached client, conmon's exit command or a reconciling process), exactly once."""
+        with self.store.db.write() as conn:
+            claimed = conn.execute(
+                "UPDATE containers SET exit_handled=? WHERE id=? AND generation=? AND state='exited' "
+                "AND exit_handled<?", (generation, cid, generation, generation)).rowcount
+        if not claimed:
             return
+        rec = self.store.get(cid)
         if rec.spec.auto_remove:
             self.write_tombstone(cid, rec.exit_code)
             self.destroy(rec)

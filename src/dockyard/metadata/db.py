@@ -15,7 +15,9 @@ Schema (version 1)::
     unpacked(chain_id PK, size)                 layers unpacked into the snapshotter, with their size
     containers(id PK, name UNIQUE, image_id, created, state, spec JSON, pid, conmon_pid, exit_code,
                started_at, finished_at, restart_count, oom_killed, error, health JSON, stopped_by_user,
-               generation)                      generation counts starts; exit records carry it
+               generation, exit_handled)        generation counts starts; exit records carry it;
+                                                exit_handled = the last generation whose --rm/restart
+                                                policy was applied (exactly once)
     leases(id PK, created, expires); lease_resources(lease_id, kind, key)
 
 Leases protect content a process has written but not yet referenced from a concurrent garbage
@@ -92,7 +94,8 @@ CREATE TABLE IF NOT EXISTS containers (
     error TEXT NOT NULL DEFAULT '',
     health TEXT NOT NULL DEFAULT '',
     stopped_by_user INTEGER NOT NULL DEFAULT 0,
-    generation INTEGER NOT NULL DEFAULT 0
+    generation INTEGER NOT NULL DEFAULT 0,
+    exit_handled INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 CREATE TABLE IF NOT EXISTS leases (
