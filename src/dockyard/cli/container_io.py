@@ -230,7 +230,6 @@ def _inspect(engine, names, fmt, kinds=("container", "image"), size=False) -> No
 
 
 # The top-level `inspect` looks at containers first, then images, as docker does.
-cli.commands.pop("inspect", None)
 
 
 @cli.command("inspect")

@@ -156,16 +156,6 @@ def image_inspect(engine, names, fmt) -> None:
         sys.exit(1)
 
 
-@cli.command("inspect")
-@click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--format", "fmt", default=None, help="Format output using a custom template")
-@click.option("--type", "type_", default=None, type=click.Choice(["image"]), help="Return JSON for specified type")
-@click.pass_context
-def inspect_cmd(ctx, names, fmt, type_) -> None:
-    """Return low-level information on dockyard objects"""
-    ctx.invoke(image_inspect, names=names, fmt=fmt)
-
-
 @cli.command("tag")
 @click.argument("source")
 @click.argument("target")

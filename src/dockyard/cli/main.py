@@ -16,11 +16,38 @@ from dockyard.errors import DockyardError
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
+# Which module defines each top-level command: a command imports only what it needs, so
+# `dockyard run` does not pay for the image or template machinery of other commands.
+LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
+    **{c: ("images",) for c in ("image", "images", "tag", "rmi", "history", "import", "save", "load")},
+    **{c: ("system",) for c in ("version", "info")},
+    **{c: ("containers",) for c in ("create", "run", "start", "stop", "kill", "restart", "rm", "wait",
+                                    "rename", "pause", "unpause", "ps")},
+    **{c: ("container_io",) for c in ("attach", "logs", "exec", "inspect", "top", "stats", "cp", "port",
+                                      "update", "commit", "export", "system")},
+    "container": ("containers", "container_io"),
+}
+
+
+def _load(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for m in modules:
+        importlib.import_module(f"dockyard.cli.{m}")
+
+
 class DockyardGroup(click.Group):
     """A group that lists commands in the order they were added and turns errors into Docker's form."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        if self is cli:
+            _load(tuple(dict.fromkeys(m for ms in LAZY_COMMANDS.values() for m in ms)))
         return list(self.commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if self is cli and name in LAZY_COMMANDS:
+            _load(LAZY_COMMANDS[name])
+        return super().get_command(ctx, name)
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("standalone_mode", True)
@@ -68,6 +95,3 @@ def cli(ctx: click.Context, root: str | None, debug: bool, log_level: str) -> No
 def main() -> None:
     cli.main(prog_name="dockyard")
 
-
-# Command modules add themselves to ``cli`` when imported.
-from dockyard.cli import images, system, containers, container_io  # noqa: E402,F401,I001 (order: later ones extend earlier ones)

@@ -8,11 +8,12 @@ from typing import Any
 
 import click
 
-from dockyard.cli.format import format_rows, render
 
 
 def print_table(fmt: str | None, rows: list[dict[str, Any]], default_table: str, headers: dict[str, str]) -> None:
     """Render rows as the docker CLI does: ``--format`` may be a template, ``table ...``, or ``json``."""
+    from dockyard.cli.format import format_rows  # a big module: loaded only when output is rendered
+
     out = format_rows(fmt, rows, default_table, headers)
     if out:
         click.echo(out, nl=not out.endswith("\n"))
@@ -24,6 +25,8 @@ def print_formatted(fmt: str, objs: list[Any]) -> None:
         for o in objs:
             click.echo(json.dumps(o, separators=(",", ":")))
         return
+    from dockyard.cli.format import render
+
     for o in objs:
         click.echo(render(fmt, o, missing_key="error"))
 

@@ -111,6 +111,12 @@ CREATE TABLE IF NOT EXISTS lease_resources (
 );
 """
 
+# Columns added after a table first shipped: (table, column, declaration).  New tables need nothing
+# here (CREATE TABLE IF NOT EXISTS); a new column of an existing table must be listed.
+ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    ("containers", "exit_handled", "INTEGER NOT NULL DEFAULT 0"),
+]
+
 
 @dataclass(frozen=True)
 class ImageRow:
@@ -136,6 +142,10 @@ class MetadataDB:
             for stmt in SCHEMA.split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
+            for table, column, decl in ADDED_COLUMNS:  # data roots made by earlier versions
+                have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
