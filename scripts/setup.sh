@@ -45,3 +45,8 @@ fi
 # Byte-compile dockyard once: every dockyard command (and conmon's exit callbacks) starts faster,
 # also where PYTHONDONTWRITEBYTECODE is set.  Cheap when nothing changed.
 .venv/bin/python -m compileall -q src/dockyard >/dev/null
+
+# Further parts (each idempotent, each installs only what is missing): scripts/setup.d/*.sh
+for part in scripts/setup.d/*.sh; do
+  [ -e "$part" ] && bash "$part"
+done

@@ -1,0 +1,1 @@
+"""dockyard.registry: a private OCI registry server (Distribution spec v1.1)."""

@@ -1,0 +1,1 @@
+"""Registry HTTP handlers, one module per resource."""
