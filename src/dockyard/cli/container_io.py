@@ -63,8 +63,18 @@ def _attach_and_start(engine, rec, *, stdin: bool, keys: str, start: bool) -> in
             attached.wait(30)
             if "error" in result:
                 raise result["error"]
+        lock = None
+        if rec.spec.restart_policy.name == "no":
+            # This client records the exit and applies --rm itself; conmon's exit command stands by
+            # (it acts only if this process dies first).
+            lock = engine.containers.store.dir(rec.id) / "client.lock"
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            result["lock_fd"] = fd
         try:
-            engine.containers.start(rec.id, on_created=on_created)
+            engine.containers.start(rec.id, on_created=on_created, client_lock=lock)
         finally:
             started.set()
     else:

@@ -226,13 +226,13 @@ class ContainerEngine:
         return self.store.get(cid)
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self, name_or_id: str, on_created=None) -> ContainerRecord:
+    def start(self, name_or_id: str, on_created=None, client_lock=None) -> ContainerRecord:
         rec = self.get(name_or_id)
         if rec.state == "running":
             return rec
         if rec.state == "paused":
             raise Conflict("cannot start a paused container, try unpause instead")
-        return self.lifecycle.start(rec, on_created)
+        return self.lifecycle.start(rec, on_created, client_lock)
 
     def stop(self, name_or_id: str, timeout: int | None = None, signal: str | None = None) -> ContainerRecord:
         rec = self.get(name_or_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal as signals
 import subprocess
 import sys
@@ -92,9 +93,10 @@ class Lifecycle:
         parent = self.engine.image_store.top_snapshot(rec.image_id)
         self.engine.snapshotter.prepare(rec.id, parent)
         self.write_etc_files(rec)
-        # Resolve the user now so a bad -u fails at create time, with nothing left behind.
-        with self.mounted(rec):
-            self.resolve_user(rec)
+        # Resolve the user now so a bad -u fails at create time, with nothing left behind.  The
+        # rootfs stays mounted for the start that usually follows (destroy unmounts it).
+        mount_all(self.engine.snapshotter.mounts(rec.id), self.rootfs(rec.id))
+        self.resolve_user(rec)
 
     def write_etc_files(self, rec: ContainerRecord) -> None:
         spec = rec.spec
@@ -179,9 +181,13 @@ class Lifecycle:
         return resolve_user(rec.spec.user, read("passwd"), read("group"))
 
     # -- start ---------------------------------------------------------------------------------
-    def start(self, rec: ContainerRecord, on_created=None) -> ContainerRecord:
+    def start(self, rec: ContainerRecord, on_created=None, client_lock: Path | None = None) -> ContainerRecord:
         """Start the container; ``on_created(rec)`` runs after the monitor holds the container's stdio
-        and before its process runs (attach there to miss nothing)."""
+        and before its process runs (attach there to miss nothing).
+
+        ``client_lock``: an attached client that will record the exit itself holds this flock;
+        conmon's exit command then does nothing while the client lives (it takes over if the client
+        was killed), which saves starting a second dockyard process on every ``run --rm``."""
         from dockyard.runtime.spec import current_hard_limits, make_runtime_spec
 
         with self.store.locked(rec.id):
@@ -207,7 +213,10 @@ class Lifecycle:
                 gen = rec.generation + 1
                 exit_command = [sys.executable, "-m", "dockyard", "--root", str(self.engine.root), "system",
                                 "container-exited", rec.id, str(gen)]
-                self._delete_runtime(rec.id)
+                flock = shutil.which("flock")
+                if client_lock is not None and flock:
+                    exit_command = ["/bin/sh", "-c", f'{flock} -n "$0" true || exit 0; exec "$@"',
+                                    str(client_lock), *exit_command]
                 proc = self.runtime.create(
                     rec.id, self.bundle(rec.id), log_path=self.log_path(rec.id), exit_dir=self.exit_dir(rec.id),
                     persist_dir=self.store.dir(rec.id) / "persist", tty=rec.spec.tty, stdin=rec.spec.open_stdin,
@@ -490,7 +499,8 @@ class Lifecycle:
     def destroy(self, rec: ContainerRecord) -> None:
         """Remove everything the container has: runtime state, mount, snapshot, cgroup, files, record."""
         with self.store.locked(rec.id):
-            self._delete_runtime(rec.id)
+            if rec.state in ACTIVE:  # exited/created ones were deleted from runc when they stopped
+                self._delete_runtime(rec.id)
             try:
                 unmount(self.rootfs(rec.id))
             except DockyardError:
