@@ -125,7 +125,7 @@ class ContainerStore:
         return self.get(spec.id)
 
     def update(self, cid: str, *, where_generation: int | None = None, where_states: tuple[str, ...] | None = None,
-               **values: Any) -> bool:
+               where_not_stopped: bool = False, **values: Any) -> bool:
         """Conditional update; returns whether a row changed."""
         if "spec" in values and isinstance(values["spec"], ContainerSpec):
             values["spec"] = json.dumps(values["spec"].to_dict())
@@ -140,6 +140,8 @@ class ContainerStore:
         if where_generation is not None:
             q += " AND generation=?"
             args.append(where_generation)
+        if where_not_stopped:
+            q += " AND stopped_by_user=0"
         if where_states is not None:
             q += f" AND state IN ({','.join('?' * len(where_states))})"
             args.extend(where_states)

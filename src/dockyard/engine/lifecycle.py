@@ -273,9 +273,11 @@ class Lifecycle:
     def stop(self, rec: ContainerRecord, timeout: int | None, signal: str | None) -> ContainerRecord:
         from dockyard.engine.containers import _validate_signal
 
+        # Marked first, also when the container is between two runs of its restart policy: a stop
+        # then cancels the pending restart (post_exit checks the mark before it restarts).
+        self.store.update(rec.id, stopped_by_user=True)
         if rec.state not in ACTIVE:
             return rec
-        self.store.update(rec.id, stopped_by_user=True)
         if rec.state == "paused":
             try:
                 self.runtime.resume(rec.id)
@@ -418,7 +420,9 @@ class Lifecycle:
         # Docker's back-off: 100 ms doubling per consecutive restart, reset after 10 s of running.
         ran = rec.finished_at - rec.started_at
         delay = 0.1 if ran > 10 else min(0.1 * (2 ** rec.restart_count), 60)
-        self.store.update(cid, state="restarting", where_generation=generation)
+        if not self.store.update(cid, state="restarting", where_generation=generation, where_states=("exited",),
+                                 where_not_stopped=True):
+            return
         time.sleep(delay)
         rec = self.store.get(cid)
         if rec.state != "restarting" or rec.stopped_by_user:
