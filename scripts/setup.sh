@@ -37,8 +37,23 @@ stamp=.venv/.dockyard-installed
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import dockyard' 2>/dev/null; then
   echo "setup: installing dockyard and its test dependencies into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+  log=$(mktemp)
+  ok=
+  for attempt in 1 2 3; do  # the package index is reached over the network: retry a flaky download
+    if .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip >"$log" 2>&1 &&
+       .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]' >>"$log" 2>&1; then
+      ok=1
+      break
+    fi
+    echo "setup: pip failed (attempt $attempt), retrying" >&2
+    sleep 5
+  done
+  if [ -z "$ok" ]; then
+    grep -v "WARNING: Location" "$log" | tail -30 >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
   echo "$want" > "$stamp"
 fi
 
