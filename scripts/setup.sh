@@ -63,5 +63,8 @@ fi
 
 # Further parts (each idempotent, each installs only what is missing): scripts/setup.d/*.sh
 for part in scripts/setup.d/*.sh; do
-  [ -e "$part" ] && bash "$part"
+  if [ -e "$part" ]; then
+    bash "$part"
+  fi
 done
+exit 0
