@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["helpers.azurite_plugin"]
+
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src" / "dockyard"
 CACHE = Path(os.environ.get("DOCKYARD_TEST_CACHE", "/var/cache/dockyard-tests"))

@@ -206,7 +206,7 @@ def test_symlink_destination_is_followed(world: World) -> None:
     assert (world.rootfs / "hostlink").is_symlink()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+@pytest.mark.root
 def test_device_destination_refused(world: World) -> None:
     f, _ = _host_tree(world)
     os.mknod(world.rootfs / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
@@ -317,7 +317,7 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, **kw) -> tarfile.TarInfo:  
     return info
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.root
 def test_ownership_kept_or_set_to_container_user(world: World) -> None:
     extract_to(world.rootfs, world.mounts, "/srv", _tar(_entry("o.txt", uid=1234, gid=4321)))
     st = (world.rootfs / "srv" / "o.txt").stat()

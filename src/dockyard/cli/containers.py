@@ -58,6 +58,9 @@ CREATE_OPTIONS = [
     click.option("--oom-kill-disable", is_flag=True, help="Disable OOM Killer"),
     click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only"),
     click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory"),
+    click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount a volume"),
+    click.option("--mount", "mounts", multiple=True, help="Attach a filesystem mount to the container"),
+    click.option("--volume-driver", default="", help="Optional volume driver for the container"),
     click.option("--shm-size", default=None, help="Size of /dev/shm"),
     click.option("--ulimit", "ulimits", multiple=True, help="Ulimit options"),
     click.option("--cap-add", multiple=True, help="Add Linux capabilities"),
@@ -105,7 +108,14 @@ def build_options(kw: dict, attach: bool) -> ContainerCreateOptions:
         health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"], auto_remove=kw["auto_remove"],
         cidfile=kw["cidfile"], add_hosts=list(kw["add_host"]), dns=list(kw["dns"]),
         dns_search=list(kw["dns_search"]), dns_options=list(kw["dns_option"]), network=kw["network"],
+        mounts=_mounts(kw["volumes"], kw["mounts"], kw["volume_driver"]), volume_driver=kw["volume_driver"],
     )
+
+
+def _mounts(volumes: tuple[str, ...], mounts: tuple[str, ...], volume_driver: str) -> list:
+    from dockyard.volumes.mountspec import parse_mount, parse_volume
+
+    return [*(parse_volume(v, volume_driver) for v in volumes), *(parse_mount(m) for m in mounts)]
 
 
 _PASS_THROUGH = {"ignore_unknown_options": False, "allow_interspersed_args": False, **CONTEXT_SETTINGS}
@@ -399,9 +409,10 @@ def ps_cmd(engine, all_, quiet, size, last, latest, no_trunc, filters, fmt) -> N
             "Names": r.name,
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(r.spec.labels.items())),
             "Size": _size_text(engine, r) if size or (fmt and "Size" in fmt) else "",
-            "Mounts": "",
+            "Mounts": ",".join((m.name or m.source) if no_trunc else ellipsis(m.name or m.source, 15)
+                               for m in r.spec.mounts),
             "Networks": r.spec.network_mode,
-            "LocalVolumes": "0",
+            "LocalVolumes": str(sum(1 for m in r.spec.mounts if m.type == "volume" and m.driver == "local")),
         })
     default = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
     if size:

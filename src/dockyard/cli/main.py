@@ -24,8 +24,11 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     **{c: ("containers",) for c in ("create", "run", "start", "stop", "kill", "restart", "rm", "wait",
                                     "rename", "pause", "unpause", "ps")},
     **{c: ("container_io",) for c in ("attach", "logs", "exec", "inspect", "top", "stats", "cp", "port",
-                                      "update", "commit", "export", "system")},
+                                      "update", "commit", "export")},
+    "system": ("container_io", "volumes"),
     "container": ("containers", "container_io"),
+    "volume": ("volumes",),
+    "registry": ("registry",),
 }
 
 

@@ -57,6 +57,17 @@ class MountSpec:
     readonly: bool = False
     options: list[str] = field(default_factory=list)   # e.g. ["size=65536k", "mode=1777"], propagation
     name: str = ""                       # volume name (volume mounts)
+    # Volume mounts: how a missing volume is created, and what the container owns.
+    driver: str = ""                     # volume driver ("" = the volume's own, or local for a new one)
+    driver_opts: dict[str, str] = field(default_factory=dict)   # --mount volume-opt
+    labels: dict[str, str] = field(default_factory=dict)        # --mount volume-label
+    nocopy: bool = False                 # do not fill a new empty volume with the image's content
+    anonymous: bool = False              # made for this container: removed by `rm -v` and `run --rm`
+    # How the user said it (inspect shows it back): -v's text and mode; "" for --mount.
+    raw: str = ""                        # the -v/--volume argument (HostConfig.Binds)
+    mode: str = ""                       # its mode part ("ro,z")
+    from_image: bool = False             # an anonymous volume for the image's VOLUME
+    create_source: bool = False          # -v bind: a missing host directory is created (Docker's way)
 
 
 @dataclass

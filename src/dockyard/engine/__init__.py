@@ -62,3 +62,9 @@ class Engine:
         from dockyard.engine.containers import ContainerEngine
 
         return ContainerEngine(self)
+
+    @cached_property
+    def volumes(self):
+        from dockyard.engine.volumes import VolumeEngine
+
+        return VolumeEngine(self)

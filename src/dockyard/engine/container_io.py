@@ -127,7 +127,13 @@ class ContainerIO:
         d = self.c.store.dir(rec.id)
         out = [("/etc/hostname", str(d / "hostname"), False), ("/etc/hosts", str(d / "hosts"), False),
                ("/etc/resolv.conf", str(d / "resolv.conf"), False)]
-        out += [(m.target, m.source, m.readonly) for m in rec.spec.mounts if m.type in ("bind", "volume")]
+        out += [(m.target, m.source, m.readonly) for m in rec.spec.mounts if m.type == "bind"]
+        if any(m.type == "volume" for m in rec.spec.mounts):
+            volumes = self.c.engine.volumes
+            for m in rec.spec.mounts:
+                path = volumes.host_path(m.name) if m.type == "volume" else None
+                if path is not None:  # a plugin volume that is not mounted has no host path: skipped
+                    out.append((m.target, str(path), m.readonly))
         return out
 
     def copy_from(self, name_or_id: str, path: str, out: BinaryIO, *, follow_link: bool = False):

@@ -49,6 +49,10 @@ def inspect_container(engine: ContainerEngine, rec: ContainerRecord) -> dict[str
         healthcheck = {"Test": hc.test, "Interval": int(hc.interval * 1e9), "Timeout": int(hc.timeout * 1e9),
                        "StartPeriod": int(hc.start_period * 1e9), "StartInterval": int(hc.start_interval * 1e9),
                        "Retries": hc.retries}
+    from dockyard.engine.volumes import host_config_mounts, mounts_view
+
+    binds, mounts = host_config_mounts(spec)
+    has_volumes = any(m.type == "volume" for m in spec.mounts)
     graph: dict[str, Any] = {"Name": "overlay2", "Data": None}
     try:
         lowers = engine.engine.snapshotter.lower_dirs(engine.engine.image_store.top_snapshot(rec.image_id) or "")
@@ -79,7 +83,7 @@ def inspect_container(engine: ContainerEngine, rec: ContainerRecord) -> dict[str
         "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": {
-            "Binds": None,
+            "Binds": binds,
             "ContainerIDFile": spec.cidfile,
             "LogConfig": {"Type": "k8s-file", "Config": {}},
             "NetworkMode": spec.network_mode,
@@ -112,11 +116,10 @@ def inspect_container(engine: ContainerEngine, rec: ContainerRecord) -> dict[str
             "PidsLimit": r.pids_limit,
             "OomKillDisable": r.oom_kill_disable,
             "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits] or None,
-            "Mounts": None,
+            "Mounts": mounts,
         },
         "GraphDriver": graph,
-        "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "Mode": "",
-                    "RW": not m.readonly, "Propagation": ""} for m in spec.mounts],
+        "Mounts": mounts_view(spec, engine.engine.volumes.host_path if has_volumes else None),
         "Config": {
             "Hostname": spec.hostname,
             "Domainname": spec.domainname,

@@ -126,6 +126,10 @@ class ContainerEngine:
             k, eq, v = want.partition("=")
             if k not in r.spec.labels or (eq and r.spec.labels[k] != v):
                 return False
+        if f.get("volume") and not any(m.name in f.get("volume") or m.target in f.get("volume")
+                                       or (m.type == "bind" and m.source in f.get("volume"))
+                                       for m in r.spec.mounts):
+            return False
         if f.get("exited"):
             if r.state != "exited" or str(r.exit_code) not in f.get("exited"):
                 return False
@@ -214,16 +218,31 @@ class ContainerEngine:
         if opts.cidfile and os.path.exists(opts.cidfile):
             raise InvalidArgument(f"container ID file found, make sure the other container isn't running or "
                                   f"delete {opts.cidfile}")
-        rec = self.store.add(spec)
+        spec.mounts = self._volumes(cid, spec, opts)
+        try:
+            rec = self.store.add(spec)
+        except BaseException:
+            if any(m.type == "volume" for m in spec.mounts):
+                self.engine.volumes.detach(cid, spec, remove_anonymous=True)
+            raise
         try:
             self.lifecycle.prepare(rec)
             if opts.cidfile:
                 with open(opts.cidfile, "x") as f:
                     f.write(cid)
         except BaseException:
-            self.lifecycle.destroy(rec)
+            self.lifecycle.destroy(rec, remove_volumes=True)
             raise
         return self.store.get(cid)
+
+    def _volumes(self, cid: str, spec: ContainerSpec, opts: ContainerCreateOptions) -> list:
+        """-v/--mount and the image's VOLUMEs: validated, volumes created and referenced by ``cid``."""
+        if not opts.mounts and not spec.volumes:
+            return []
+        planned = self.engine.volumes.plan(opts.mounts, spec.volumes, list(spec.tmpfs))
+        if not any(m.type == "volume" for m in planned):
+            return planned
+        return self.engine.volumes.attach(cid, planned, opts.volume_driver)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, name_or_id: str, on_created=None, client_lock=None) -> ContainerRecord:
@@ -261,7 +280,7 @@ class ContainerEngine:
                 )
             self.lifecycle.kill(rec, signals.SIGKILL)
             self.lifecycle.wait_exit(self.store.get(rec.id), timeout=15)
-        self.lifecycle.destroy(self.store.get(rec.id))
+        self.lifecycle.destroy(self.store.get(rec.id), remove_volumes=volumes)
 
     def wait(self, name_or_id: str, condition: str = "not-running") -> int:
         rec = self.get(name_or_id)

@@ -200,8 +200,9 @@ class Lifecycle:
             try:
                 user = self.resolve_user(rec)
                 d = self.store.dir(rec.id)
+                mounts = self._mount_volumes(rec, target)
                 config = make_runtime_spec(
-                    rec.spec, rootfs=str(target),
+                    rec.spec, rootfs=str(target), mounts=mounts,
                     etc_files={"hostname": str(d / "hostname"), "hosts": str(d / "hosts"),
                                "resolv.conf": str(d / "resolv.conf")},
                     cgroups_path=self.cgroups_path(rec.id), user=user, hard_limits=current_hard_limits(),
@@ -236,6 +237,7 @@ class Lifecycle:
                 except DockyardError:
                     pass
                 self._delete_runtime(rec.id)
+                self._unmount_volumes(rec)
                 if is_mounted(target):
                     unmount(target)
                 self.store.update(rec.id, state="created" if rec.state == "created" else "exited",
@@ -246,6 +248,29 @@ class Lifecycle:
         if rec.spec.healthcheck:
             self._spawn(["system", "healthcheck", rec.id, str(gen)])
         return self.store.get(rec.id)
+
+    # -- volumes -------------------------------------------------------------------------------
+    def _mount_volumes(self, rec: ContainerRecord, rootfs: Path):
+        """The user's mounts with volumes mounted through their drivers (ref = container id) and
+        resolved to host paths; new empty volumes are filled from the image first.  All or none."""
+        if not any(m.type in ("volume", "bind") for m in rec.spec.mounts):
+            return rec.spec.mounts
+        return self.engine.volumes.mount(rec.id, rec.spec.mounts, rootfs)
+
+    def _unmount_volumes(self, rec: ContainerRecord) -> None:
+        """Release the volume mounts of the run that ended (best effort: an exit is recorded even
+        when a driver cannot be reached; the error lands in the container's Error)."""
+        if not any(m.type == "volume" for m in rec.spec.mounts):
+            return
+        try:
+            errors = self.engine.volumes.unmount(rec.id)
+        except DockyardError as exc:
+            errors = [str(exc)]
+        if errors:
+            try:
+                self.store.update(rec.id, error="; ".join(errors))
+            except DockyardError:
+                pass
 
     def _spawn(self, args: list[str]) -> None:
         """A detached helper process (own session, no stdio): survives this command."""
@@ -335,6 +360,7 @@ class Lifecycle:
             except DockyardError:
                 pass
             self._remove_cgroup(cid)
+            self._unmount_volumes(rec)
             return self.store.update(cid, where_generation=generation, where_states=ACTIVE, state="exited",
                                      exit_code=code, finished_at=time.time(), pid=0, conmon_pid=0,
                                      oom_killed=oom)
@@ -406,7 +432,7 @@ class Lifecycle:
         rec = self.store.get(cid)
         if rec.spec.auto_remove:
             self.write_tombstone(cid, rec.exit_code)
-            self.destroy(rec)
+            self.destroy(rec, remove_volumes=True)
             return
         policy = rec.spec.restart_policy
         restart = (
@@ -500,8 +526,10 @@ class Lifecycle:
             return False
         return True
 
-    def destroy(self, rec: ContainerRecord) -> None:
-        """Remove everything the container has: runtime state, mount, snapshot, cgroup, files, record."""
+    def destroy(self, rec: ContainerRecord, *, remove_volumes: bool = False) -> None:
+        """Remove everything the container has: runtime state, mount, snapshot, cgroup, files, record,
+        its references to volumes and, with ``remove_volumes`` (``rm -v``, ``run --rm``), its
+        anonymous volumes.  Named volumes always stay."""
         with self.store.locked(rec.id):
             if rec.state in ACTIVE:  # exited/created ones were deleted from runc when they stopped
                 self._delete_runtime(rec.id)
@@ -514,6 +542,8 @@ class Lifecycle:
             except NotFound:
                 pass
             self._remove_cgroup(rec.id)
+            if any(m.type == "volume" for m in rec.spec.mounts):
+                self.engine.volumes.detach(rec.id, rec.spec, remove_anonymous=remove_volumes)
         self.store.delete(rec.id)
 
     def rw_size(self, rec: ContainerRecord) -> int:

@@ -161,3 +161,5 @@ class ContainerCreateOptions:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     network: str = ""
+    mounts: list = field(default_factory=list)          # MountSpec values from -v and --mount, in order
+    volume_driver: str = ""                             # --volume-driver: for new volumes of -v

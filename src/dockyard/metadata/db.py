@@ -1,4 +1,4 @@
-"""SQLite metadata: images, tags, repository digests, layer blobs, leases.
+"""SQLite metadata: images, tags, repository digests, layer blobs, containers, volumes, leases.
 
 The database is ``<dataroot>/dockyard.db`` in WAL mode, so readers never wait for a writer and
 several dockyard processes work at once.  Every write runs in ``BEGIN IMMEDIATE`` (the write lock is
@@ -18,6 +18,10 @@ Schema (version 1)::
                generation, exit_handled)        generation counts starts; exit records carry it;
                                                 exit_handled = the last generation whose --rm/restart
                                                 policy was applied (exactly once)
+    volumes(name PK, driver, created, labels JSON, options JSON (secrets masked), mountpoint, scope)
+    volume_refs(volume, container, mounted)    a container uses a volume from create to rm (rm and
+                                                prune refuse a referenced volume); mounted = the
+                                                container's run holds a driver mount of it
     leases(id PK, created, expires); lease_resources(lease_id, kind, key)
 
 Leases protect content a process has written but not yet referenced from a concurrent garbage
@@ -98,6 +102,22 @@ CREATE TABLE IF NOT EXISTS containers (
     exit_handled INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    driver TEXT NOT NULL,
+    created REAL NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}',
+    mountpoint TEXT NOT NULL DEFAULT '',
+    scope TEXT NOT NULL DEFAULT 'local'
+);
+CREATE TABLE IF NOT EXISTS volume_refs (
+    volume TEXT NOT NULL REFERENCES volumes(name) ON DELETE CASCADE,
+    container TEXT NOT NULL,
+    mounted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (volume, container)
+);
+CREATE INDEX IF NOT EXISTS volume_refs_container ON volume_refs(container);
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,

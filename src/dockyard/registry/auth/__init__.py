@@ -54,3 +54,14 @@ class Unauthenticated(_Unauthenticated):
 
 class Authorizer(Protocol):
     async def authorize(self, request: RequestInfo, access: Sequence[Access]) -> Grant: ...
+
+
+def build_authorizer(config: Mapping[str, object]) -> Authorizer:
+    """The authorizer for a registry config (its ``auth`` section: none | htpasswd | token).
+
+    Imported lazily so that this seam module stays light; the keys are documented in
+    ``dockyard.registry.auth.factory``.  Mount ``dockyard.registry.auth.token.token_routes(config)``
+    beside it for the token endpoint (an empty list unless ``auth`` is ``token``)."""
+    from dockyard.registry.auth.factory import build_authorizer as _build
+
+    return _build(config)
