@@ -137,23 +137,45 @@ def main() -> None:
                                   f"{base}/v2/bench/img/manifests/v1"], capture_output=True, text=True).stdout
             rps[name] = float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
 
-        # 3. skopeo copy push of a 512 MiB image from an OCI layout
-        layout = work / "layout"
-        (layout / "blobs" / "sha256").mkdir(parents=True)
-        os.link(blob, layout / "blobs" / "sha256" / digest[7:])
-        (layout / "blobs" / "sha256" / cfg_digest[7:]).write_bytes(config)
-        m_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-        (layout / "blobs" / "sha256" / m_digest[7:]).write_bytes(manifest)
-        (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m_digest,
-             "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "push"}}]}))
+        # 3. skopeo copy push of a 512 MiB image from an OCI layout: a new layer for every push, so
+        # that nothing is already there to skip
         push_times: dict[str, list[float]] = {k: [] for k in servers}
         for i in range(args.runs):
             for name, base in servers.items():
+                layout = work / f"layout-{name}-{i}"
+                (layout / "blobs" / "sha256").mkdir(parents=True)
+                layer = work / "layer"
+                lh = hashlib.sha256()
+                salt = os.urandom(32)
+                with open(layer, "wb") as f:
+                    for j in range(args.blob_mib):
+                        piece = salt + chunk[32 + j % 89:] + chunk[32: 32 + j % 89]
+                        f.write(piece)
+                        lh.update(piece)
+                l_digest = "sha256:" + lh.hexdigest()
+                os.replace(layer, layout / "blobs" / "sha256" / l_digest[7:])
+                cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                                  "rootfs": {"type": "layers", "diff_ids": [l_digest]}}).encode()
+                c_digest = "sha256:" + hashlib.sha256(cfg).hexdigest()
+                (layout / "blobs" / "sha256" / c_digest[7:]).write_bytes(cfg)
+                man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                             "digest": c_digest, "size": len(cfg)},
+                                  "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                              "digest": l_digest,
+                                              "size": (layout / "blobs" / "sha256" / l_digest[7:]).stat().st_size}]
+                                  }).encode()
+                m_digest = "sha256:" + hashlib.sha256(man).hexdigest()
+                (layout / "blobs" / "sha256" / m_digest[7:]).write_bytes(man)
+                (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+                (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+                    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m_digest,
+                     "size": len(man), "annotations": {"org.opencontainers.image.ref.name": "push"}}]}))
+                subprocess.run(["sync"], check=False)
                 host = base.removeprefix("http://")
                 push_times[name].append(timed(["skopeo", "copy", "-q", "--dest-tls-verify=false",
                                                f"oci:{layout}:push", f"docker://{host}/bench/push{i}:1"]))
+                shutil.rmtree(layout)
 
         print(f"registry benchmark: {args.blob_mib} MiB blob, {args.runs} interleaved runs, medians")
         print(f"{'':<34}{'dockyard':>14}{'distribution':>14}{'ratio':>8}")

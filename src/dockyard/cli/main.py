@@ -19,7 +19,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 # Which module defines each top-level command: a command imports only what it needs, so
 # `dockyard run` does not pay for the image or template machinery of other commands.
 LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
-    **{c: ("images",) for c in ("image", "images", "tag", "rmi", "history", "import", "save", "load")},
+    **{c: ("images",) for c in ("images", "tag", "rmi", "history", "import", "save", "load")},
+    "image": ("images", "remote"),
+    **{c: ("remote",) for c in ("login", "logout", "pull", "push", "manifest")},
     **{c: ("system",) for c in ("version", "info")},
     **{c: ("containers",) for c in ("create", "run", "start", "stop", "kill", "restart", "rm", "wait",
                                     "rename", "pause", "unpause", "ps")},

@@ -68,3 +68,9 @@ class Engine:
         from dockyard.engine.volumes import VolumeEngine
 
         return VolumeEngine(self)
+
+    @cached_property
+    def remote(self):
+        from dockyard.engine.remote import RemoteEngine
+
+        return RemoteEngine(self.image_store, self.root)
