@@ -135,7 +135,7 @@ class RemoteEngine:
                 newer = False
                 for target in targets:
                     if opts.all_tags or target.tag:
-                        emit(Progress(f"Pulling from {ref.familiar_name}", target.tag or target.digest or ""))
+                        emit(Progress(f"Pulling from {ref.path}", target.tag or target.digest or ""))
                     result = await puller.pull(target, opts.platform)
                     newer = newer or not result.up_to_date
                     emit(Progress(f"Digest: {result.digest}"))
