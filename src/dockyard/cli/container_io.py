@@ -15,7 +15,7 @@ import click
 from dockyard.cli import flags
 from dockyard.cli.containers import container
 from dockyard.cli.main import cli
-from dockyard.cli.render import print_formatted, print_json, print_table
+from dockyard.cli.render import print_inspected, print_table
 from dockyard.cli.units import human_size
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
@@ -229,14 +229,7 @@ def _inspect(engine, names, fmt, kinds=("container", "image"), size=False) -> No
             errors.append(f"No such {what}: {n}")
         else:
             found.append(obj)
-    if fmt:
-        print_formatted(fmt, found)
-    else:
-        print_json(found)
-    for e in errors:
-        click.echo(f"Error: {e}", err=True)
-    if errors:
-        sys.exit(1)
+    print_inspected(fmt, found, errors)
 
 
 # The top-level `inspect` looks at containers first, then images, as docker does.

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from dockyard.cli.main import CONTEXT_SETTINGS, DockyardGroup, cli
-from dockyard.cli.render import confirm, print_formatted, print_json, print_table
+from dockyard.cli.render import print_inspected, confirm, print_table
 from dockyard.cli.units import human_duration, human_size
 from dockyard.engine.options import (
     Filters,
@@ -146,14 +146,7 @@ def image_inspect(engine, names, fmt) -> None:
             found.append(engine.images.inspect(n))
         except DockyardError as exc:
             errors.append(str(exc))
-    if fmt:
-        print_formatted(fmt, found)
-    else:
-        print_json(found)
-    for e in errors:
-        click.echo(f"Error: {e}", err=True)
-    if errors:
-        sys.exit(1)
+    print_inspected(fmt, found, errors)
 
 
 @cli.command("tag")

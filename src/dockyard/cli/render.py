@@ -36,6 +36,19 @@ def print_json(objs: list[Any]) -> None:
     click.echo(json.dumps(objs, indent=4, ensure_ascii=False))
 
 
+def print_inspected(fmt: str | None, found: list[Any], errors: list[str]) -> None:
+    """What every ``inspect`` prints: the objects found (JSON array or ``--format`` per object), then
+    one "Error: ..." line per name that failed; exits 1 if any failed, as docker does."""
+    if fmt:
+        print_formatted(fmt, found)
+    else:
+        print_json(found)
+    for e in errors:
+        click.echo(f"Error: {e}", err=True)
+    if errors:
+        sys.exit(1)
+
+
 def confirm(warning: str) -> bool:
     click.echo(warning)
     click.echo("Are you sure you want to continue? [y/N] ", nl=False)

@@ -15,7 +15,7 @@ import click
 
 from dockyard.cli.container_io import system_group
 from dockyard.cli.main import CONTEXT_SETTINGS, DockyardGroup, cli
-from dockyard.cli.render import confirm, print_formatted, print_json, print_table
+from dockyard.cli.render import print_inspected, confirm, print_table
 from dockyard.cli.units import human_duration, human_size
 from dockyard.engine.options import Filters
 from dockyard.errors import DockyardError, NotFound
@@ -129,14 +129,7 @@ def volume_inspect(engine, names, fmt) -> None:
             errors.append(f"No such volume: {n}")
         except DockyardError as exc:
             errors.append(str(exc))
-    if fmt:
-        print_formatted(fmt, found)
-    else:
-        print_json(found)
-    for e in errors:
-        click.echo(f"Error: {e}", err=True)
-    if errors:
-        sys.exit(1)
+    print_inspected(fmt, found, errors)
 
 
 @volume.command("rm")
