@@ -40,5 +40,14 @@ run dockyard exec demo-web sh -c 'echo "inside: $(cat /etc/hostname)"'
 run dockyard logs --tail 2 demo-web
 run dockyard rm -f demo-web
 
+step "Volumes: what one container writes, another reads"
+run dockyard volume create demo_shared
+run dockyard run -d --name demo-writer -v demo_shared:/data busybox sh -c 'echo "written at $(date)" > /data/note; sleep 60'
+sleep 1
+run dockyard run --rm -v demo_shared:/data:ro busybox cat /data/note
+run dockyard rm -f demo-writer
+run dockyard volume inspect --format '{{.Name}} {{.Driver}} {{.Mountpoint}}' demo_shared
+run dockyard volume rm demo_shared
+
 step "The engine"
 run dockyard info
