@@ -58,7 +58,7 @@ def _render_live(events: Iterator[Progress]) -> None:
     with Live(view(), console=console, refresh_per_second=8, transient=False) as live:
         for e in events:
             if not e.id:
-                live.console.print(e.status)
+                live.console.print(e.status, highlight=False, soft_wrap=True)
                 continue
             text = e.status
             if e.status in _BYTES_STATUSES and e.total:

@@ -14,14 +14,14 @@ import asyncio
 import json
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockyard.errors import InvalidArgument, NotFound, Unauthenticated
 from dockyard.images.store import ImageStore
-from dockyard.oci.reference import Reference, parse_normalized
+from dockyard.oci.reference import parse_normalized
 from dockyard.registry.auth.challenge import Credentials, HttpRequest, HttpResponse
 from dockyard.remotes.credentials import CredentialStore, server_key
 from dockyard.remotes.pull import Progress, Puller
@@ -63,7 +63,7 @@ class RemoteEngine:
         return RegistryClient(host, creds, tls_verify=tls_verify, root=self.root)
 
     # -- streams -------------------------------------------------------------------------------
-    def _stream(self, work: Callable[[Callable[[Progress], None]], Awaitable[None]]) -> Iterator[Progress]:
+    def _stream(self, work: Callable[[Callable[[Progress], None]], Coroutine[Any, Any, None]]) -> Iterator[Progress]:
         q: queue.Queue[Any] = queue.Queue()
 
         def run() -> None:
@@ -134,8 +134,7 @@ class RemoteEngine:
                 puller = Puller(self.store, c, emit)
                 newer = False
                 for target in targets:
-                    if opts.all_tags or target.tag:
-                        emit(Progress(f"Pulling from {ref.path}", target.tag or target.digest or ""))
+                    emit(Progress(f"Pulling from {ref.path}", target.tag or target.digest or ""))
                     result = await puller.pull(target, opts.platform)
                     newer = newer or not result.up_to_date
                     emit(Progress(f"Digest: {result.digest}"))

@@ -34,8 +34,7 @@ def server_key(server: str) -> str:
     """The key under which ``auths`` lists a registry: its host[:port], Docker Hub's legacy URL."""
     host = server.strip()
     for prefix in ("https://", "http://"):
-        if host.startswith(prefix):
-            host = host[len(prefix):]
+        host = host.removeprefix(prefix)
     host = host.split("/", 1)[0]
     if not host or host in DOCKER_HUB_HOSTS:
         return DOCKER_HUB_KEY
@@ -87,8 +86,8 @@ class CredentialStore:
             return _helper_get(helper, key)
         entry = (doc.get("auths") or {}).get(key) or {}
         if entry.get("identitytoken"):
-            user = _decode_auth(entry.get("auth", "")) if entry.get("auth") else ("", "")
-            return Credentials(user[0], "", entry["identitytoken"])
+            user = _decode_auth(entry["auth"])[0] if entry.get("auth") else ""
+            return Credentials(user, "", entry["identitytoken"])
         if entry.get("auth"):
             user, password = _decode_auth(entry["auth"])
             return Credentials(user, password)
@@ -143,7 +142,7 @@ def _decode_auth(value: str) -> tuple[str, str]:
 def _run_helper(name: str, action: str, stdin: str) -> str:
     prog = f"docker-credential-{name}"
     try:
-        p = subprocess.run([prog, action], input=stdin.encode(), capture_output=True, timeout=60)
+        p = subprocess.run([prog, action], input=stdin.encode(), capture_output=True, timeout=60, check=False)
     except FileNotFoundError as exc:
         raise Unavailable(f"error getting credentials - err: exec: \"{prog}\": executable file not found in $PATH") from exc
     out = p.stdout.decode(errors="replace").strip()

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-
-import aiohttp
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import aiohttp
 
 from dockyard.content.store import Writer
 from dockyard.errors import DataLoss, InvalidArgument, NotFound, Unavailable
@@ -81,9 +81,9 @@ def choose_manifest(index: Index, platform: tuple[str, str, str | None]) -> Desc
     os_, arch, variant = platform
     for d in index.manifests:
         p = d.platform or Platform()
-        if p.os == os_ and p.architecture == arch and (variant is None or p.variant == variant):
-            if mt.normalize(d.media_type) in mt.MANIFEST_TYPES or d.media_type in mt.MANIFEST_TYPES:
-                return d
+        if (p.os == os_ and p.architecture == arch and (variant is None or p.variant == variant)
+                and d.media_type in mt.MANIFEST_TYPES):
+            return d
     want = "/".join(x for x in platform if x)
     raise NotFound(f"no matching manifest for {want} in the manifest list entries")
 

@@ -21,7 +21,7 @@ import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -96,13 +96,13 @@ class RegistryClient:
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context(self.api_host, self.tls_verify)
 
-    async def __aenter__(self) -> RegistryClient:
+    async def __aenter__(self) -> Self:
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=60)
         self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT},
                                               auto_decompress=False)
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
 
@@ -119,7 +119,7 @@ class RegistryClient:
         for scheme in schemes:
             url = f"{scheme}://{self.api_host}/v2/"
             try:
-                resp = await self.session.get(url, ssl=self._ssl if scheme == "https" else None)
+                resp = await self.session.get(url, ssl=self._ssl if scheme == "https" else True)
                 await resp.read()
                 self.base = f"{scheme}://{self.api_host}"
                 return resp
@@ -140,7 +140,7 @@ class RegistryClient:
     # -- requests ------------------------------------------------------------------------------
     async def _send_small(self, req: HttpRequest) -> HttpResponse:
         async with self.session.request(req.method, req.url, headers=dict(req.headers), data=req.body or None,
-                                        ssl=self._ssl if req.url.startswith("https") else None) as resp:
+                                        ssl=self._ssl if req.url.startswith("https") else True) as resp:
             body = await resp.read()
             return HttpResponse(resp.status, body, tuple(resp.headers.getall("WWW-Authenticate", [])))
 
@@ -163,7 +163,7 @@ class RegistryClient:
                 hdrs["Authorization"] = auth
             try:
                 resp = await self.session.request(method, url, headers=hdrs, data=data() if data else None,
-                                                  ssl=self._ssl if url.startswith("https") else None)
+                                                  ssl=self._ssl if url.startswith("https") else True)
             except NETWORK_ERRORS as exc:
                 if not delays:
                     raise Unavailable(f"{method} {url}: {exc or type(exc).__name__}") from exc
