@@ -74,8 +74,10 @@ def _render_live(events: Iterator[Progress]) -> None:
 
 
 def _tls_option(fn):
-    return click.option("--tls-verify/--no-tls-verify", "tls_verify", default=True,
-                        help="Require HTTPS and verify certificates (false allows plain HTTP)")(fn)
+    # podman's spelling: `--tls-verify=false` (or `--tls-verify false`); a bare `--tls-verify` means true.
+    return click.option("--tls-verify", "tls_verify", type=click.BOOL, default=True, is_flag=False,
+                        flag_value=True,
+                        help="Require HTTPS and verify certificates (--tls-verify=false allows plain HTTP)")(fn)
 
 
 def _pull(name: str, all_tags: bool, platform: str | None, quiet: bool, tls_verify: bool) -> None:
