@@ -9,7 +9,7 @@ APT_PACKAGES=(
   ca-certificates python3 python3-venv   # the interpreter and venv on a stock Debian 12
   busybox-static                          # source of the busybox base image
   debootstrap                             # source of the debian/python base images
-  skopeo podman                           # interoperability tests and benchmarks
+  skopeo podman docker-registry           # interoperability tests (and reference points of bench/)
   runc conmon catatonit tini               # OCI runtime, container monitor, --init
   golang-github-containers-common         # seccomp.json: the base of the default seccomp profile
   util-linux e2fsprogs                    # mount, findmnt
