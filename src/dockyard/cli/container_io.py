@@ -15,7 +15,7 @@ import click
 from dockyard.cli import flags
 from dockyard.cli.containers import container
 from dockyard.cli.main import cli
-from dockyard.cli.render import print_inspected, print_table
+from dockyard.cli.render import for_each, print_inspected, print_table
 from dockyard.cli.units import human_size
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
@@ -432,15 +432,7 @@ def update_cmd(engine, names, memory, memory_swap, memory_reservation, cpus, cpu
     res = flags.resources(memory, memory_swap, memory_reservation, cpus, cpu_shares, cpu_period, cpu_quota,
                           cpuset_cpus, cpuset_mems, pids_limit, False)
     policy = flags.restart_policy(restart) if restart is not None else None
-    failed = False
-    for n in names:
-        try:
-            engine.containers.io.update(n, res, policy)
-            click.echo(n)
-        except DockyardError as exc:
-            click.echo(f"Error response from daemon: {exc}", err=True)
-            failed = True
-    if failed:
+    if not for_each(names, lambda n: engine.containers.io.update(n, res, policy)):
         sys.exit(1)
 
 

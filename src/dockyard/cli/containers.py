@@ -10,7 +10,7 @@ import click
 
 from dockyard.cli import flags
 from dockyard.cli.main import CONTEXT_SETTINGS, DockyardGroup, cli
-from dockyard.cli.render import confirm, print_table
+from dockyard.cli.render import confirm, for_each, print_table
 from dockyard.cli.units import human_duration, human_size
 from dockyard.engine.options import ContainerCreateOptions, Filters
 from dockyard.errors import DockyardError
@@ -188,15 +188,7 @@ def start_cmd(engine, containers, attach, interactive, detach_keys) -> None:
         if len(containers) > 1:
             raise click.UsageError("you cannot start and attach multiple containers at once")
         sys.exit(start_attached(engine, containers[0], interactive=interactive, detach_keys=detach_keys))
-    failed = False
-    for c in containers:
-        try:
-            engine.containers.start(c)
-            click.echo(c)
-        except DockyardError as exc:
-            click.echo(f"Error response from daemon: {exc}", err=True)
-            failed = True
-    if failed:
+    if not for_each(containers, engine.containers.start):
         click.echo("Error: failed to start containers: " + ", ".join(containers), err=True)
         sys.exit(1)
 
@@ -204,16 +196,8 @@ def start_cmd(engine, containers, attach, interactive, detach_keys) -> None:
 container.add_command(start_cmd, "start")
 
 
-def _each(names, action) -> None:
-    failed = False
-    for n in names:
-        try:
-            action(n)
-            click.echo(n)
-        except DockyardError as exc:
-            click.echo(f"Error response from daemon: {exc}", err=True)
-            failed = True
-    if failed:
+def _each(names, action, show=lambda name, result: name) -> None:
+    if not for_each(names, action, show):
         sys.exit(1)
 
 
@@ -273,15 +257,7 @@ container.add_command(rm_cmd, "remove")
 @click.pass_obj
 def wait_cmd(engine, containers) -> None:
     """Block until one or more containers stop, then print their exit codes"""
-    failed = False
-    for c in containers:
-        try:
-            click.echo(engine.containers.wait(c))
-        except DockyardError as exc:
-            click.echo(f"Error response from daemon: {exc}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    _each(containers, engine.containers.wait, show=lambda name, code: code)
 
 
 container.add_command(wait_cmd, "wait")

@@ -49,6 +49,24 @@ def print_inspected(fmt: str | None, found: list[Any], errors: list[str]) -> Non
         sys.exit(1)
 
 
+def for_each(names, action, show=lambda name, result: name) -> bool:
+    """docker's multi-argument commands (stop a b, rm a b, volume rm ...): run ``action`` per name,
+    print ``show(name, result)`` for each success and docker's "Error response from daemon: ..." line
+    for each failure, go on with the next name; returns whether every name succeeded."""
+    from dockyard.errors import DockyardError
+
+    ok = True
+    for name in names:
+        try:
+            result = action(name)
+        except DockyardError as exc:
+            click.echo(f"Error response from daemon: {exc}", err=True)
+            ok = False
+            continue
+        click.echo(show(name, result))
+    return ok
+
+
 def confirm(warning: str) -> bool:
     click.echo(warning)
     click.echo("Are you sure you want to continue? [y/N] ", nl=False)

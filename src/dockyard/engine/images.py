@@ -169,7 +169,7 @@ class ImageEngine:
         chains = self.store.top_snapshot(row.id)
         graph: dict[str, str] = {}
         if chains:
-            lower = self.store.snapshots.lower_dirs(chains) if hasattr(self.store.snapshots, "lower_dirs") else []
+            lower = self.store.snapshots.lower_dirs(chains)
             if lower:
                 graph["LowerDir"] = ":".join(str(p) for p in lower[1:]) if len(lower) > 1 else ""
                 graph["UpperDir"] = str(lower[0])
@@ -181,7 +181,7 @@ class ImageEngine:
             "RepoTags": sorted(tags.get(row.id, [])),
             "RepoDigests": sorted(digests.get(row.id, [])),
             "Parent": row.parent,
-            "Comment": row.comment or _last_comment(cfg),
+            "Comment": row.comment or cfg.get("comment", ""),
             "Created": cfg.get("created") or rfc3339(row.added),
             "Container": "",
             "ContainerConfig": {k: ("" if isinstance(v, str) else False if isinstance(v, bool) else None)
@@ -425,10 +425,6 @@ def _platform(value: str | None) -> tuple[str, str]:
     if len(parts) < 2 or not all(parts):
         raise InvalidArgument(f'"{value}": unknown operating system or architecture: invalid argument')
     return parts[0], parts[1]
-
-
-def _last_comment(cfg: dict[str, Any]) -> str:
-    return cfg.get("comment", "")
 
 
 def _du(store: ImageStore) -> int:

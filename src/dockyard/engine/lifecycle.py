@@ -19,6 +19,8 @@ import signal as signals
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,7 +103,6 @@ class Lifecycle:
     def write_etc_files(self, rec: ContainerRecord) -> None:
         spec = rec.spec
         d = self.store.dir(rec.id)
-        fqdn = f"{spec.hostname}.{spec.domainname}" if spec.domainname else spec.hostname
         (d / "hostname").write_text(spec.hostname + "\n")
         hosts = HOSTS_BASE
         for entry in spec.extra_hosts:
@@ -111,7 +112,6 @@ class Lifecycle:
             hosts += f"{ip}\t{name}\n"
         (d / "hosts").write_text(hosts)
         (d / "resolv.conf").write_text(self._resolv_conf(rec))
-        _ = fqdn
 
     def _resolv_conf(self, rec: ContainerRecord) -> str:
         spec = rec.spec
@@ -146,23 +146,18 @@ class Lifecycle:
             out += "options " + " ".join(options) + "\n"
         return out
 
-    def mounted(self, rec: ContainerRecord):
-        """Context manager: the rootfs mounted for the duration (left mounted if it already was)."""
-        lifecycle = self
-
-        class _Mounted:
-            def __enter__(self_inner):
-                target = lifecycle.rootfs(rec.id)
-                self_inner.was = is_mounted(target)
-                if not self_inner.was:
-                    mount_all(lifecycle.engine.snapshotter.mounts(rec.id), target)
-                return target
-
-            def __exit__(self_inner, *exc):
-                if not self_inner.was:
-                    unmount(lifecycle.rootfs(rec.id))
-
-        return _Mounted()
+    @contextmanager
+    def mounted(self, rec: ContainerRecord) -> Iterator[Path]:
+        """The container's rootfs mounted for the block (left mounted if it already was)."""
+        target = self.rootfs(rec.id)
+        was = is_mounted(target)
+        if not was:
+            mount_all(self.engine.snapshotter.mounts(rec.id), target)
+        try:
+            yield target
+        finally:
+            if not was:
+                unmount(target)
 
     def resolve_user(self, rec: ContainerRecord):
         from dockyard.runtime.spec import resolve_user

@@ -14,12 +14,10 @@ leaves the store exactly as it was.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.content.store import ContentStore
@@ -398,15 +396,3 @@ class ImageStore:
                 self.content.delete(digest)
             except NotFound:
                 pass
-
-    # -- helpers -------------------------------------------------------------------------------
-    def rootfs_dir(self) -> Path:
-        return self.snapshots.root
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()

@@ -59,7 +59,7 @@ from urllib.parse import urlparse
 from dockyard.errors import DockyardError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from dockyard.volumes import Volume
 from dockyard.volumes.azuresync import VolumeSync, open_store, sync_lock
-from dockyard.volumes.local import NAME_RE, validate_name
+from dockyard.volumes.local import NAME_RE, LocalDriver, validate_name
 
 MASK = "********"                     # as the volume service masks secrets
 OPTIONS = ("storage_account_name", "storage_account_key", "container", "share_name", "endpoint")
@@ -340,16 +340,5 @@ class AzureBlobDriver:
         """The pid of the volume's sync agent, if running (tests and diagnostics)."""
         return self._agent_pid(self._dir(name))
 
-    @staticmethod
-    def _refs(d: Path) -> dict[str, int]:
-        try:
-            data = json.loads((d / "mounts.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return {str(k): 1 for k in data} if isinstance(data, dict) else {}
-
-    @staticmethod
-    def _write_refs(d: Path, refs: dict[str, int]) -> None:
-        tmp = d / "mounts.json.tmp"
-        tmp.write_text(json.dumps(refs))
-        tmp.replace(d / "mounts.json")
+    _refs = staticmethod(LocalDriver._refs)            # the same mounts.json ref counts as local
+    _write_refs = staticmethod(LocalDriver._write_refs)
