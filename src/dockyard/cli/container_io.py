@@ -403,10 +403,16 @@ container.add_command(cp_cmd, "cp")
 @click.pass_obj
 def port_cmd(engine, name, private_port) -> None:
     """List port mappings or a specific mapping for the container"""
+    from dockyard.engine.networks import port_lines
+
     rec = engine.containers.get(name)
-    if private_port:
+    mappings = engine.networks.ports(rec.id) if rec.state in ("running", "paused") else []
+    lines = port_lines(mappings, private_port or "")
+    if private_port and not lines:
         raise InvalidArgument(f"No public port '{private_port if '/' in private_port else private_port + '/tcp'}' "
                               f"published for {rec.name}")
+    for line in lines:
+        click.echo(line)
 
 
 container.add_command(port_cmd, "port")

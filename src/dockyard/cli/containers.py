@@ -82,6 +82,13 @@ CREATE_OPTIONS = [
     click.option("--dns-search", multiple=True, help="Set custom DNS search domains"),
     click.option("--dns-option", multiple=True, help="Set DNS options"),
     click.option("--network", "--net", "network", default="", help="Connect a container to a network"),
+    click.option("--network-alias", "--net-alias", "network_alias", multiple=True,
+                 help="Add network-scoped alias for the container"),
+    click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)"),
+    click.option("--mac-address", default="", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
+    click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host"),
+    click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports"),
+    click.option("--expose", multiple=True, help="Expose a port or a range of ports"),
     click.argument("image"),
     click.argument("command", nargs=-1, type=click.UNPROCESSED),
 ]
@@ -108,6 +115,8 @@ def build_options(kw: dict, attach: bool) -> ContainerCreateOptions:
         health_retries=kw["health_retries"], no_healthcheck=kw["no_healthcheck"], auto_remove=kw["auto_remove"],
         cidfile=kw["cidfile"], add_hosts=list(kw["add_host"]), dns=list(kw["dns"]),
         dns_search=list(kw["dns_search"]), dns_options=list(kw["dns_option"]), network=kw["network"],
+        network_aliases=list(kw["network_alias"]), ip=kw["ip"], mac_address=kw["mac_address"],
+        publish=list(kw["publish"]), publish_all=kw["publish_all"], expose=list(kw["expose"]),
         mounts=_mounts(kw["volumes"], kw["mounts"], kw["volume_driver"]), volume_driver=kw["volume_driver"],
     )
 
@@ -381,13 +390,13 @@ def ps_cmd(engine, all_, quiet, size, last, latest, no_trunc, filters, fmt) -> N
             "CreatedAt": datetime.fromtimestamp(r.created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
             "Status": status_text(r, now),
             "State": r.state,
-            "Ports": "",
+            "Ports": engine.networks.ports_text(r),
             "Names": r.name,
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(r.spec.labels.items())),
             "Size": _size_text(engine, r) if size or (fmt and "Size" in fmt) else "",
             "Mounts": ",".join((m.name or m.source) if no_trunc else ellipsis(m.name or m.source, 15)
                                for m in r.spec.mounts),
-            "Networks": r.spec.network_mode,
+            "Networks": ",".join(engine.networks.network_names(r)),
             "LocalVolumes": str(sum(1 for m in r.spec.mounts if m.type == "volume" and m.driver == "local")),
         })
     default = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"

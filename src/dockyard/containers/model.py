@@ -117,7 +117,12 @@ class ContainerSpec:
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
-    network_mode: str = "bridge"
+    network_mode: str = "bridge"                             # bridge | host | none | container:<id> | a network
+    network_aliases: list[str] = field(default_factory=list)   # --network-alias (user networks)
+    ipv4_address: str = ""                                     # --ip
+    mac_address: str = ""                                      # --mac-address
+    port_bindings: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # HostConfig.PortBindings
+    publish_all: bool = False                                  # -P
     exposed_ports: dict[str, dict] = field(default_factory=dict)
     volumes: dict[str, dict] = field(default_factory=dict)  # image VOLUME paths
     auto_remove: bool = False

@@ -70,6 +70,12 @@ class Engine:
         return VolumeEngine(self)
 
     @cached_property
+    def networks(self):
+        from dockyard.engine.networks import NetworkEngine
+
+        return NetworkEngine(self)
+
+    @cached_property
     def remote(self):
         from dockyard.engine.remote import RemoteEngine
 

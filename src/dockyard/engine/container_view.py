@@ -87,7 +87,8 @@ def inspect_container(engine: ContainerEngine, rec: ContainerRecord) -> dict[str
             "ContainerIDFile": spec.cidfile,
             "LogConfig": {"Type": "k8s-file", "Config": {}},
             "NetworkMode": spec.network_mode,
-            "PortBindings": {},
+            "PortBindings": spec.port_bindings or {},
+            "PublishAllPorts": spec.publish_all,
             "RestartPolicy": {"Name": spec.restart_policy.name,
                               "MaximumRetryCount": spec.restart_policy.maximum_retry_count},
             "AutoRemove": spec.auto_remove,
@@ -122,6 +123,7 @@ def inspect_container(engine: ContainerEngine, rec: ContainerRecord) -> dict[str
         "Mounts": mounts_view(spec, engine.engine.volumes.host_path if has_volumes else None),
         "Config": {
             "Hostname": spec.hostname,
+            **({"MacAddress": spec.mac_address} if spec.mac_address else {}),
             "Domainname": spec.domainname,
             "User": spec.user,
             "AttachStdin": spec.attach_stdin,
@@ -143,8 +145,5 @@ def inspect_container(engine: ContainerEngine, rec: ContainerRecord) -> dict[str
             "StopSignal": spec.stop_signal,
             **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
         },
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": False, "Ports": {}, "SandboxKey": "",
-            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "", "Networks": {},
-        },
+        "NetworkSettings": engine.engine.networks.settings(rec),
     }

@@ -130,6 +130,16 @@ class ContainerEngine:
                                        or (m.type == "bind" and m.source in f.get("volume"))
                                        for m in r.spec.mounts):
             return False
+        if f.get("network"):
+            nets = set(self.engine.networks.network_names(r))
+            ids = {self.engine.networks.get(n).id for n in nets if n and not n.startswith("container")}
+            if not any(v in nets or any(i.startswith(v) for i in ids) for v in f.get("network")):
+                return False
+        for key, ports in (("publish", lambda: r.spec.port_bindings.keys() | (r.spec.exposed_ports.keys()
+                                                                               if r.spec.publish_all else set())),
+                           ("expose", lambda: r.spec.exposed_ports.keys())):
+            if f.get(key) and not any(_port_filter(v, ports()) for v in f.get(key)):
+                return False
         if f.get("exited"):
             if r.state != "exited" or str(r.exit_code) not in f.get("exited"):
                 return False
@@ -188,6 +198,8 @@ class ContainerEngine:
                     continue
                 e = f"{e}={value}"
             env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+        from dockyard.networks.model import merge_bindings
+
         health = _health(cfg.get("Healthcheck"), opts)
         cid = secrets.token_hex(32)
         spec = ContainerSpec(
@@ -209,7 +221,10 @@ class ContainerEngine:
             resources=opts.resources, restart_policy=opts.restart_policy, healthcheck=health,
             extra_hosts=list(opts.add_hosts), dns=list(opts.dns), dns_search=list(opts.dns_search),
             dns_options=list(opts.dns_options), network_mode=opts.network or "bridge",
-            exposed_ports=dict(cfg.get("ExposedPorts") or {}), volumes=dict(cfg.get("Volumes") or {}),
+            network_aliases=list(opts.network_aliases), ipv4_address=opts.ip, mac_address=opts.mac_address,
+            port_bindings=merge_bindings(opts.publish), publish_all=opts.publish_all,
+            exposed_ports=_exposed(cfg.get("ExposedPorts"), opts.expose, opts.publish),
+            volumes=dict(cfg.get("Volumes") or {}),
             auto_remove=opts.auto_remove, cidfile=opts.cidfile, created=time.time(),
         )
         if spec.auto_remove and spec.restart_policy.name != "no":
@@ -218,12 +233,18 @@ class ContainerEngine:
         if opts.cidfile and os.path.exists(opts.cidfile):
             raise InvalidArgument(f"container ID file found, make sure the other container isn't running or "
                                   f"delete {opts.cidfile}")
-        spec.mounts = self._volumes(cid, spec, opts)
+        if spec.network_mode in ("host", "none") or spec.network_mode.startswith("container:"):
+            if spec.port_bindings or spec.publish_all:
+                spec.port_bindings, spec.publish_all = {}, False  # Docker discards them (with a warning)
+        spec.network_mode = self.engine.networks.attach_new(
+            cid, name, spec.network_mode, aliases=spec.network_aliases, ip=spec.ipv4_address, mac=spec.mac_address)
         try:
+            spec.mounts = self._volumes(cid, spec, opts)
             rec = self.store.add(spec)
         except BaseException:
             if any(m.type == "volume" for m in spec.mounts):
                 self.engine.volumes.detach(cid, spec, remove_anonymous=True)
+            self.engine.networks.service.store.remove_endpoint(cid)
             raise
         try:
             self.lifecycle.prepare(rec)
@@ -322,6 +343,7 @@ class ContainerEngine:
 
     def boot(self) -> list[str]:
         """After a host reboot: start what the restart policies ask for, as dockerd does at start."""
+        self.engine.networks.cleanup()  # namespaces and ports of runs the reboot ended
         started = []
         for r in self.list(all_=True):
             if r.state in ACTIVE:
@@ -355,6 +377,34 @@ class ContainerEngine:
             self.lifecycle.destroy(r)
             removed.append(r.id)
         return removed, space
+
+
+def _port_filter(value: str, keys) -> bool:
+    """ps --filter publish=/expose=: ``80``, ``80/udp`` or a range ``8000-8080/tcp`` of container ports."""
+    port, _, proto = value.partition("/")
+    lo, _, hi = port.partition("-")
+    try:
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        raise InvalidArgument(f"invalid port filter {value!r}") from None
+    for k in keys:
+        p, _, pr = k.partition("/")
+        if a <= int(p) <= b and (pr or "tcp") == (proto or "tcp"):
+            return True
+    return False
+
+
+def _exposed(image: dict | None, expose: list[str], publish: list[str]) -> dict[str, dict]:
+    """ExposedPorts: the image's, --expose's, and every port -p publishes (Docker exposes those too)."""
+    from dockyard.networks.model import merge_bindings, parse_expose
+
+    out = dict(image or {})
+    for e in expose:
+        for key in parse_expose(e):
+            out[key] = {}
+    for key in merge_bindings(publish):
+        out[key] = {}
+    return out
 
 
 def _familiar(name: str) -> str:

@@ -105,11 +105,16 @@ class Lifecycle:
         d = self.store.dir(rec.id)
         (d / "hostname").write_text(spec.hostname + "\n")
         hosts = HOSTS_BASE
+        own_ips = self.engine.networks.host_entries(rec.id)
         for entry in spec.extra_hosts:
             name, _, ip = entry.partition(":") if entry.count(":") == 1 else entry.partition("=")
             if ip == "host-gateway":
-                ip = "127.0.0.1" if spec.network_mode == "host" else "10.88.0.1"
+                # The host as seen from the container: its network's gateway (host mode: loopback).
+                ip = self.engine.networks.gateway(rec.id) or "127.0.0.1"
             hosts += f"{ip}\t{name}\n"
+        names = spec.hostname + (f".{spec.domainname}\t{spec.hostname}" if spec.domainname else "")
+        for ip in own_ips[:1]:
+            hosts += f"{ip}\t{names}\n"
         (d / "hosts").write_text(hosts)
         (d / "resolv.conf").write_text(self._resolv_conf(rec))
 
@@ -135,6 +140,11 @@ class Lifecycle:
             servers = [s for s in servers if not s.startswith("127.") and s != "::1"] or ["8.8.8.8", "8.8.4.4"]
         if spec.dns:
             servers = list(spec.dns)
+        # On user networks the names of the other containers come from aardvark-dns on the gateway
+        # (Docker's embedded DNS server); it forwards everything else to the host's resolvers.
+        embedded = self.engine.networks.dns_servers(rec.id)
+        if embedded:
+            servers = embedded + list(spec.dns)
         if spec.dns_search:
             search = [] if spec.dns_search == ["."] else list(spec.dns_search)
         if spec.dns_options:
@@ -195,13 +205,14 @@ class Lifecycle:
             try:
                 user = self.resolve_user(rec)
                 d = self.store.dir(rec.id)
+                netns_path = self.engine.networks.setup(rec)
                 mounts = self._mount_volumes(rec, target)
                 config = make_runtime_spec(
                     rec.spec, rootfs=str(target), mounts=mounts,
                     etc_files={"hostname": str(d / "hostname"), "hosts": str(d / "hosts"),
                                "resolv.conf": str(d / "resolv.conf")},
                     cgroups_path=self.cgroups_path(rec.id), user=user, hard_limits=current_hard_limits(),
-                    init_path=_init_path() if rec.spec.init else None,
+                    init_path=_init_path() if rec.spec.init else None, netns_path=netns_path,
                 )
                 (self.bundle(rec.id) / "config.json").write_text(json.dumps(config, indent=1))
                 for f in self.exit_dir(rec.id).iterdir():
@@ -233,6 +244,7 @@ class Lifecycle:
                     pass
                 self._delete_runtime(rec.id)
                 self._unmount_volumes(rec)
+                self.engine.networks.teardown(rec)
                 if is_mounted(target):
                     unmount(target)
                 self.store.update(rec.id, state="created" if rec.state == "created" else "exited",
@@ -259,6 +271,18 @@ class Lifecycle:
             return
         try:
             errors = self.engine.volumes.unmount(rec.id)
+        except DockyardError as exc:
+            errors = [str(exc)]
+        if errors:
+            try:
+                self.store.update(rec.id, error="; ".join(errors))
+            except DockyardError:
+                pass
+
+    def _teardown_network(self, rec: ContainerRecord) -> None:
+        """Release the run's network (best effort, like the volumes: the exit is recorded anyway)."""
+        try:
+            errors = self.engine.networks.teardown(rec)
         except DockyardError as exc:
             errors = [str(exc)]
         if errors:
@@ -356,6 +380,7 @@ class Lifecycle:
                 pass
             self._remove_cgroup(cid)
             self._unmount_volumes(rec)
+            self._teardown_network(rec)
             return self.store.update(cid, where_generation=generation, where_states=ACTIVE, state="exited",
                                      exit_code=code, finished_at=time.time(), pid=0, conmon_pid=0,
                                      oom_killed=oom)
@@ -537,6 +562,7 @@ class Lifecycle:
             except NotFound:
                 pass
             self._remove_cgroup(rec.id)
+            self.engine.networks.detach(rec)
             if any(m.type == "volume" for m in rec.spec.mounts):
                 self.engine.volumes.detach(rec.id, rec.spec, remove_anonymous=remove_volumes)
         self.store.delete(rec.id)

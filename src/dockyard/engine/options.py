@@ -161,5 +161,11 @@ class ContainerCreateOptions:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     network: str = ""
+    network_aliases: list[str] = field(default_factory=list)
+    ip: str = ""
+    mac_address: str = ""
+    publish: list[str] = field(default_factory=list)        # -p values, as typed
+    publish_all: bool = False
+    expose: list[str] = field(default_factory=list)
     mounts: list = field(default_factory=list)          # MountSpec values from -v and --mount, in order
     volume_driver: str = ""                             # --volume-driver: for new volumes of -v

@@ -1,4 +1,4 @@
-"""SQLite metadata: images, tags, repository digests, layer blobs, containers, volumes, leases.
+"""SQLite metadata: images, tags, repository digests, layer blobs, containers, volumes, networks, leases.
 
 The database is ``<dataroot>/dockyard.db`` in WAL mode, so readers never wait for a writer and
 several dockyard processes work at once.  Every write runs in ``BEGIN IMMEDIATE`` (the write lock is
@@ -22,6 +22,13 @@ Schema (version 1)::
     volume_refs(volume, container, mounted)    a container uses a volume from create to rm (rm and
                                                 prune refuse a referenced volume); mounted = the
                                                 container's run holds a driver mount of it
+    networks(id PK, name UNIQUE, driver, created, subnet, gateway, ip_range, internal, labels JSON,
+             options JSON, interface, dns_enabled)
+    endpoints(container_id, network_id, endpoint_id, ip, mac, interface, aliases JSON)
+                                                a container's address on a network, from create (or
+                                                connect) to rm (or disconnect); UNIQUE(network_id, ip)
+    port_reservations(host_ip, host_port, protocol PK, container_id, container_port)
+                                                published ports of running containers
     leases(id PK, created, expires); lease_resources(lease_id, kind, key)
 
 Leases protect content a process has written but not yet referenced from a concurrent garbage
@@ -34,6 +41,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,6 +126,40 @@ CREATE TABLE IF NOT EXISTS volume_refs (
     PRIMARY KEY (volume, container)
 );
 CREATE INDEX IF NOT EXISTS volume_refs_container ON volume_refs(container);
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    driver TEXT NOT NULL,
+    created REAL NOT NULL,
+    subnet TEXT NOT NULL DEFAULT '',
+    gateway TEXT NOT NULL DEFAULT '',
+    ip_range TEXT NOT NULL DEFAULT '',
+    internal INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}',
+    interface TEXT NOT NULL DEFAULT '',
+    dns_enabled INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    container_id TEXT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    endpoint_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    interface TEXT NOT NULL,
+    aliases TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (container_id, network_id),
+    UNIQUE (network_id, ip)
+);
+CREATE TABLE IF NOT EXISTS port_reservations (
+    host_ip TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (host_ip, host_port, protocol)
+);
+CREATE INDEX IF NOT EXISTS port_reservations_container ON port_reservations(container_id);
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
@@ -136,6 +178,12 @@ CREATE TABLE IF NOT EXISTS lease_resources (
 ADDED_COLUMNS: list[tuple[str, str, str]] = [
     ("containers", "exit_handled", "INTEGER NOT NULL DEFAULT 0"),
 ]
+
+
+def _schema_version() -> int:
+    """A fingerprint of SCHEMA and ADDED_COLUMNS, kept in ``PRAGMA user_version`` once applied:
+    any change to either makes the next process apply them again (CREATE ... IF NOT EXISTS)."""
+    return zlib.crc32(repr((SCHEMA, ADDED_COLUMNS)).encode()) & 0x7FFFFFFF or 1
 
 
 @dataclass(frozen=True)
@@ -157,6 +205,11 @@ class MetadataDB:
         self.path = Path(path)
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A database already set up for this SCHEMA (its fingerprint in user_version) costs one
+        # read here instead of a write transaction per process; WAL mode is stored in the file.
+        version = _schema_version()
+        if self._conn().execute("PRAGMA user_version").fetchone()[0] == version:
+            return
         self._conn().execute("PRAGMA journal_mode=WAL")
         with self.write() as conn:
             for stmt in SCHEMA.split(";"):
@@ -166,6 +219,7 @@ class MetadataDB:
                 have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            conn.execute(f"PRAGMA user_version={version}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
