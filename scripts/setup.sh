@@ -11,6 +11,7 @@ APT_PACKAGES=(
   debootstrap                             # source of the debian/python base images
   skopeo podman docker-registry           # interoperability tests (and reference points of bench/)
   runc conmon catatonit tini               # OCI runtime, container monitor, --init
+  netavark aardvark-dns iptables           # container networks, published ports, container DNS
   golang-github-containers-common         # seccomp.json: the base of the default seccomp profile
   util-linux e2fsprogs                    # mount, findmnt
 )
