@@ -76,6 +76,19 @@ class Engine:
         return NetworkEngine(self)
 
     @cached_property
+    def build(self):
+        from dockyard.engine.build import BuildEngine
+
+        return BuildEngine(self)
+
+    @cached_property
+    def events(self):
+        from dockyard.engine.events import EventLog
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return EventLog(self.root / "events.log")
+
+    @cached_property
     def remote(self):
         from dockyard.engine.remote import RemoteEngine
 

@@ -15,6 +15,7 @@ import random
 import re
 import secrets
 import signal as signals
+import socket
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -180,7 +181,8 @@ class ContainerEngine:
         entrypoint = cfg.get("Entrypoint")
         cmd = cfg.get("Cmd")
         if opts.entrypoint is not None:
-            entrypoint = [opts.entrypoint] if opts.entrypoint else None
+            entrypoint = (list(opts.entrypoint) if isinstance(opts.entrypoint, list) else [opts.entrypoint]
+                          ) if opts.entrypoint else None
             cmd = None  # a new entrypoint resets the image's CMD, as in Docker
         if opts.command:
             cmd = list(opts.command)
@@ -207,7 +209,8 @@ class ContainerEngine:
             entrypoint=entrypoint, cmd=cmd, env=env,
             working_dir=opts.workdir or cfg.get("WorkingDir") or "",
             user=opts.user if opts.user is not None else (cfg.get("User") or ""),
-            hostname=opts.hostname or cid[:12], domainname=opts.domainname,
+            hostname=opts.hostname or (socket.gethostname() if opts.network == "host" else cid[:12]),
+            domainname=opts.domainname,
             labels={**(cfg.get("Labels") or {}), **opts.labels},
             tty=opts.tty, open_stdin=opts.interactive, stdin_once=opts.interactive and opts.attach,
             attach_stdin=opts.interactive and opts.attach, attach_stdout=opts.attach, attach_stderr=opts.attach,
@@ -254,6 +257,7 @@ class ContainerEngine:
         except BaseException:
             self.lifecycle.destroy(rec, remove_volumes=True)
             raise
+        self.engine.events.container("create", rec)
         return self.store.get(cid)
 
     def _volumes(self, cid: str, spec: ContainerSpec, opts: ContainerCreateOptions) -> list:
@@ -326,6 +330,7 @@ class ContainerEngine:
         if new == rec.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
         self.store.rename(rec.id, new)
+        self.engine.events.container("rename", rec, name=new, oldName=rec.name)
 
     def pause(self, name_or_id: str) -> None:
         rec = self.get(name_or_id)
@@ -333,6 +338,7 @@ class ContainerEngine:
             raise Conflict(f"Container {rec.id} is not running")
         self.lifecycle.runtime.pause(rec.id)
         self.store.update(rec.id, state="paused")
+        self.engine.events.container("pause", rec)
 
     def unpause(self, name_or_id: str) -> None:
         rec = self.get(name_or_id)
@@ -340,6 +346,7 @@ class ContainerEngine:
             raise Conflict(f"Container {rec.id} is not paused")
         self.lifecycle.runtime.resume(rec.id)
         self.store.update(rec.id, state="running")
+        self.engine.events.container("unpause", rec)
 
     def boot(self) -> list[str]:
         """After a host reboot: start what the restart policies ask for, as dockerd does at start."""

@@ -105,6 +105,12 @@ class Lifecycle:
         d = self.store.dir(rec.id)
         (d / "hostname").write_text(spec.hostname + "\n")
         hosts = HOSTS_BASE
+        if spec.network_mode == "host":  # the host's own /etc/hosts, as Docker gives host-mode containers
+            try:
+                hosts = Path("/etc/hosts").read_text()
+                hosts += "" if hosts.endswith("\n") else "\n"
+            except OSError:
+                pass
         own_ips = self.engine.networks.host_entries(rec.id)
         for entry in spec.extra_hosts:
             name, _, ip = entry.partition(":") if entry.count(":") == 1 else entry.partition("=")
@@ -207,10 +213,13 @@ class Lifecycle:
                 d = self.store.dir(rec.id)
                 netns_path = self.engine.networks.setup(rec)
                 mounts = self._mount_volumes(rec, target)
+                # --network container:X shares X's network identity: its hostname, hosts, resolv.conf.
+                mode = rec.spec.network_mode
+                etc_dir = self.store.dir(mode.split(":", 1)[1]) if mode.startswith("container:") else d
                 config = make_runtime_spec(
                     rec.spec, rootfs=str(target), mounts=mounts,
-                    etc_files={"hostname": str(d / "hostname"), "hosts": str(d / "hosts"),
-                               "resolv.conf": str(d / "resolv.conf")},
+                    etc_files={"hostname": str(etc_dir / "hostname"), "hosts": str(etc_dir / "hosts"),
+                               "resolv.conf": str(etc_dir / "resolv.conf")},
                     cgroups_path=self.cgroups_path(rec.id), user=user, hard_limits=current_hard_limits(),
                     init_path=_init_path() if rec.spec.init else None, netns_path=netns_path,
                 )
@@ -227,7 +236,7 @@ class Lifecycle:
                 proc = self.runtime.create(
                     rec.id, self.bundle(rec.id), log_path=self.log_path(rec.id), exit_dir=self.exit_dir(rec.id),
                     persist_dir=self.store.dir(rec.id) / "persist", tty=rec.spec.tty, stdin=rec.spec.open_stdin,
-                    exit_command=exit_command,
+                    stdin_once=rec.spec.stdin_once, exit_command=exit_command,
                 )
                 health = {"Status": "starting", "FailingStreak": 0, "Log": []} if rec.spec.healthcheck else None
                 self.store.update(rec.id, state="running", pid=proc.pid, conmon_pid=proc.conmon_pid,
@@ -236,6 +245,7 @@ class Lifecycle:
                 if on_created is not None:
                     on_created(self.store.get(rec.id))
                 self.runtime.start(rec.id)
+                self.engine.events.container("start", rec)
             except BaseException as exc:
                 code = runtime_exit_code(str(exc)) if isinstance(exc, DockyardError) else 125
                 try:
@@ -313,6 +323,7 @@ class Lifecycle:
             self.runtime.kill(rec.id, sig, all_processes=False)
         except NotFound:
             pass
+        self.engine.events.container("kill", rec, signal=sig)
 
     def stop(self, rec: ContainerRecord, timeout: int | None, signal: str | None) -> ContainerRecord:
         from dockyard.engine.containers import _validate_signal
@@ -341,6 +352,7 @@ class Lifecycle:
                 pass
             self.wait_exit(rec, timeout=30)
         self.record_exit(rec.id, rec.generation)
+        self.engine.events.container("stop", rec)
         return self.store.get(rec.id)
 
     def wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
@@ -381,9 +393,12 @@ class Lifecycle:
             self._remove_cgroup(cid)
             self._unmount_volumes(rec)
             self._teardown_network(rec)
-            return self.store.update(cid, where_generation=generation, where_states=ACTIVE, state="exited",
-                                     exit_code=code, finished_at=time.time(), pid=0, conmon_pid=0,
-                                     oom_killed=oom)
+            recorded = self.store.update(cid, where_generation=generation, where_states=ACTIVE, state="exited",
+                                         exit_code=code, finished_at=time.time(), pid=0, conmon_pid=0,
+                                         oom_killed=oom)
+            if recorded:
+                self.engine.events.container("die", rec, exitCode=code)
+            return recorded
 
     def _oom(self, rec: ContainerRecord) -> bool:
         try:
@@ -566,6 +581,7 @@ class Lifecycle:
             if any(m.type == "volume" for m in rec.spec.mounts):
                 self.engine.volumes.detach(rec.id, rec.spec, remove_anonymous=remove_volumes)
         self.store.delete(rec.id)
+        self.engine.events.container("destroy", rec)
 
     def rw_size(self, rec: ContainerRecord) -> int:
         try:

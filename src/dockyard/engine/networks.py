@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -57,9 +58,11 @@ class NetworkEngine:
 
     # -- network commands ----------------------------------------------------------------------
     def create(self, opts: NetworkCreateOptions) -> Network:
-        return self.service.create(opts.name, driver=opts.driver, subnet=opts.subnet, gateway=opts.gateway,
-                                   ip_range=opts.ip_range, internal=opts.internal, labels=opts.labels,
-                                   options=opts.options)
+        net = self.service.create(opts.name, driver=opts.driver, subnet=opts.subnet, gateway=opts.gateway,
+                                  ip_range=opts.ip_range, internal=opts.internal, labels=opts.labels,
+                                  options=opts.options)
+        self.engine.events.emit("network", "create", net.id, {"name": net.name, "type": net.driver})
+        return net
 
     def get(self, name_or_id: str) -> Network:
         self.service.ensure_builtin()
@@ -93,7 +96,9 @@ class NetworkEngine:
         return out
 
     def remove(self, name_or_id: str) -> Network:
-        return self.service.remove(name_or_id)
+        net = self.service.remove(name_or_id)
+        self.engine.events.emit("network", "destroy", net.id, {"name": net.name, "type": net.driver})
+        return net
 
     def prune(self, filters: Filters | None = None) -> builtins.list[str]:
         f = filters or Filters()
@@ -115,6 +120,7 @@ class NetworkEngine:
             except Exception:  # noqa: BLE001 - taken meanwhile: Docker skips it too
                 continue
             removed.append(n.name)
+            self.engine.events.emit("network", "destroy", n.id, {"name": n.name, "type": n.driver})
         return removed
 
     def connect(self, network: str, container: str, *, aliases: builtins.list[str] | None = None,
@@ -131,11 +137,15 @@ class NetworkEngine:
             raise InvalidArgument(f"endpoint with name {rec.name} already exists in network {net.name}")
         self.service.connect(rec.id, rec.name, net, rec.state in ("running", "paused"),
                              aliases=list(aliases or []), ip=ip)
+        self.engine.events.emit("network", "connect", net.id, {"name": net.name, "type": net.driver,
+                                                              "container": rec.id})
 
     def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
         net = self.get(network)
         rec = self.engine.containers.get(container)
         self.service.disconnect(rec.id, rec.name, net, rec.state in ("running", "paused"))
+        self.engine.events.emit("network", "disconnect", net.id, {"name": net.name, "type": net.driver,
+                                                                 "container": rec.id})
 
     def cleanup(self) -> builtins.list[str]:
         """Whatever a killed dockyard process left of a stopped container's network goes."""
@@ -149,7 +159,11 @@ class NetworkEngine:
             r = store.find(cid)
             return r.name if r is not None else None
 
-        return self.service.cleanup(running, name)
+        def locked(cid: str):
+            # a start in progress holds the container's lock from network setup to "running"
+            return store.locked(cid) if store.find(cid) is not None else nullcontext()
+
+        return self.service.cleanup(running, name, locked)
 
     # -- container hooks -----------------------------------------------------------------------
     def attach_new(self, cid: str, name: str, mode: str, *, aliases: builtins.list[str], ip: str, mac: str) -> str:
@@ -214,7 +228,9 @@ class NetworkEngine:
 
     def ports_text(self, rec: ContainerRecord) -> str:
         """``docker ps``'s PORTS: published mappings of a running container, then exposed-only ports."""
-        mappings = self.ports(rec.id) if rec.state in ("running", "paused") else []
+        if rec.state not in ("running", "paused"):
+            return ""  # as NetworkSettings.Ports: a container that is not running has none
+        mappings = self.ports(rec.id)
         published = {m.key for m in mappings}
         parts = [format_mapping(m) for m in mappings]
         parts += [k for k in sorted(rec.spec.exposed_ports, key=port_key) if k not in published]

@@ -77,7 +77,10 @@ def _sock(host_ip: str, protocol: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
     s = socket.socket(family, kind)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if kind == socket.SOCK_STREAM:
+        # TCP: bind despite connections in TIME_WAIT (a listener still makes it fail).  Not for UDP:
+        # there SO_REUSEADDR on both sockets lets the bind succeed beside a program holding the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     return s
 
 

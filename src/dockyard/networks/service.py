@@ -23,6 +23,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, PermissionDenied
@@ -213,6 +214,9 @@ class NetworkService:
             for h in hosts or [{"HostIp": "", "HostPort": ""}]:
                 ip = h.get("HostIp", "") or ""
                 ip = "" if ip in ("0.0.0.0",) else ip
+                if ":" in ip:
+                    raise InvalidArgument(f"publishing on the IPv6 address {ip}: dockyard's bridge networks are "
+                                          "IPv4 only")
                 spec = h.get("HostPort", "") or ""
                 shown = f"[{ip}]" if ":" in ip else (ip or "0.0.0.0")
                 if not spec:
@@ -317,23 +321,31 @@ class NetworkService:
         if not eps:
             raise NotFound(f"container {cid[:12]} is not connected to network {net.name}")
         if running and netns.exists(self.netns_path(cid)):
+            # The published ports go with the network: netavark set their DNAT rules up on the
+            # container's networks at start, and only a teardown naming them removes them.
+            ports = [m for _, m in self.store.reservations(cid)]
             with host.network_lock():
-                self.driver.teardown(self.netns_path(cid), cid, name, self._described(cid, [(net, eps[0])]), [])
+                self.driver.teardown(self.netns_path(cid), cid, name, self._described(cid, [(net, eps[0])]), ports)
                 if not host.interface_exists(net.interface):
                     firewall.release(net.interface, net.internal)
         self.store.remove_endpoint(cid, net.id)
 
-    def cleanup(self, is_running: Callable[[str], bool], names: Callable[[str], str | None]) -> list[str]:
+    def cleanup(self, is_running: Callable[[str], bool], names: Callable[[str], str | None],
+                locked: Callable[[str], AbstractContextManager[object]] | None = None) -> list[str]:
         """Tear down the network of every container that is not running (a killed dockyard process
-        left it), and forget endpoints of containers that no longer exist.  Returns the IDs cleaned."""
+        left it), and forget endpoints of containers that no longer exist.  Returns the IDs cleaned.
+
+        ``locked(cid)`` holds the container's lifecycle lock for the check and the teardown: a start
+        in another process sets the namespace up before it records "running", and must not lose it."""
         done = []
         d = self.root / "netns"
         candidates = {p.name for p in d.iterdir()} if d.is_dir() else set()
         candidates |= {c for c, _ in self.store.reservations()}
         for cid in sorted(candidates):
-            if not is_running(cid):
-                self.teardown(cid, names(cid) or cid[:12])
-                done.append(cid)
+            with locked(cid) if locked is not None else nullcontext():
+                if not is_running(cid):
+                    self.teardown(cid, names(cid) or cid[:12])
+                    done.append(cid)
         for ep in self.store.endpoints():
             if names(ep.container_id) is None:
                 self.store.remove_endpoint(ep.container_id)
