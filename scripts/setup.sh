@@ -14,6 +14,7 @@ APT_PACKAGES=(
   netavark aardvark-dns iptables           # container networks, published ports, container DNS
   golang-github-containers-common         # seccomp.json: the base of the default seccomp profile
   util-linux e2fsprogs                    # mount, findmnt
+  docker-compose                          # compose 1.29 (speaks the Engine API): compat tests of the API
 )
 
 missing=()

@@ -56,11 +56,19 @@ def stop_containers(path: Path) -> None:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
+        if b"aardvark-dns" in cmdline:
+            continue  # netavark's teardown below stops it when the last record goes
         if needle in cmdline and (b"conmon" in cmdline or b"dockyard" in cmdline):
             try:
                 os.kill(int(proc.name), signal.SIGKILL)
             except OSError:
                 pass
+    # The killed containers' networks: `ps -a` records their exits (which tears their network
+    # namespaces, veths, port rules and DNS records down), `network prune` removes the networks.
+    for db in path.glob("**/dockyard.db"):
+        for args in (("ps", "-a", "-q"), ("network", "prune", "-f")):
+            subprocess.run([sys.executable, "-m", "dockyard", "--root", str(db.parent), *args],
+                           capture_output=True, check=False, timeout=300)
 
 
 def cleanup_root(path: Path) -> None:

@@ -322,25 +322,7 @@ def container_prune(engine, force, filters) -> None:
 
 
 # -- ps ----------------------------------------------------------------------------------------
-def status_text(rec, now: float | None = None) -> str:
-    now = now or time.time()
-    if rec.state == "created":
-        return "Created"
-    if rec.state in ("running", "paused"):
-        s = f"Up {human_duration(now - rec.started_at)}"
-        if rec.state == "paused":
-            return s + " (Paused)"
-        if rec.spec.healthcheck and rec.health:
-            st = rec.health.get("Status", "starting")
-            s += " (health: starting)" if st == "starting" else f" ({st})"
-        return s
-    if rec.state == "restarting":
-        return f"Restarting ({rec.exit_code}) {human_duration(now - rec.finished_at)} ago"
-    if rec.state == "exited":
-        return f"Exited ({rec.exit_code}) {human_duration(now - rec.finished_at)} ago"
-    if rec.state == "removing":
-        return "Removal In Progress"
-    return "Dead"
+from dockyard.engine.container_view import status_text  # noqa: E402,F401 - shared with the API
 
 
 def ellipsis(s: str, width: int) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from dockyard.cli.units import ram_in_bytes
 from dockyard.containers.model import Resources, RestartPolicy, Ulimit
 from dockyard.errors import InvalidArgument
-from dockyard.images.changes import _duration_ns
 
 
 def flag_error(value: str, flag: str, why: str) -> InvalidArgument:
@@ -30,6 +28,8 @@ def size(value: str | None, flag: str) -> int | None:
 def cpus(value: str | None) -> int | None:
     if not value:
         return None
+    from decimal import Decimal, InvalidOperation
+
     try:
         d = Decimal(value)
     except InvalidOperation:
@@ -43,6 +43,8 @@ def cpus(value: str | None) -> int | None:
 def duration(value: str | None, flag: str) -> float | None:
     if value is None or value == "":
         return None
+    from dockyard.images.changes import _duration_ns
+
     try:
         return _duration_ns(value) / 1e9
     except InvalidArgument:

@@ -22,11 +22,16 @@ Pure cores (no os/subprocess/socket; files are read by the caller and passed in 
                       ``Service.config_hash()`` for "recreate only what changed"
 - ``render.py``       ``render_config``: a project as ``docker compose config`` prints it (loads back)
 
-I/O parts:
+Converge (pure planning, then I/O through the engine facade):
 
-- ``project.py``      converge a project through the engine facade: networks, volumes, images
-                      (build/pull), containers in dependency order with labels
-                      (com.docker.compose.project/service/container-number/config-hash), idempotent
-                      ``up`` (recreate only what changed), ``--scale``, ``--wait``, health-based restart
-- ``kube.py``         Kubernetes manifests from a project or running containers
+- ``convert.py``      a service as ContainerCreateOptions, with docker compose's labels (pure)
+- ``plan.py``         keep / start / recreate / remove / create per container; ports under --scale (pure)
+- ``project.py``      ComposeProject: up (networks, volumes, images, containers in dependency order,
+                      idempotent, --scale, --wait), run, start/stop/restart/kill/rm
+- ``images.py``       build (the builder's facade), pull, push
+- ``waits.py``        depends_on conditions and ``up --wait``
+- ``teardown.py``     down (also after a partial up: everything is found by label)
+- ``watch.py``        ``compose watch``: develop.watch rules by polling (sync, restart, rebuild)
+- ``kube.py``         Kubernetes manifests from a project (pure); ``kube_containers.py`` running
+                      containers as services
 """

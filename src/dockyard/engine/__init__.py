@@ -49,7 +49,7 @@ class Engine:
     def images(self):
         from dockyard.engine.images import ImageEngine
 
-        return ImageEngine(self.image_store)
+        return ImageEngine(self.image_store, events=self.events)
 
     @cached_property
     def system(self):
@@ -92,4 +92,4 @@ class Engine:
     def remote(self):
         from dockyard.engine.remote import RemoteEngine
 
-        return RemoteEngine(self.image_store, self.root)
+        return RemoteEngine(self.image_store, self.root, events=self.events)

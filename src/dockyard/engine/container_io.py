@@ -4,9 +4,10 @@ work conmon and the health monitor hand back to dockyard (exit records, health c
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -53,7 +54,9 @@ class ContainerIO:
 
     # -- logs ----------------------------------------------------------------------------------
     def logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None, since: str | None = None,
-             until: str | None = None) -> Iterator[Any]:
+             until: str | None = None, stop: Callable[[], bool] | None = None) -> Iterator[Any]:
+        """LogFrames of the container's log; with ``follow`` until the container stops or ``stop()``
+        turns true (a server's client went away)."""
         from dockyard.runtime.logs import read_log
 
         rec = self.c.get(name_or_id)
@@ -61,6 +64,8 @@ class ContainerIO:
         gen = rec.generation
 
         def is_running() -> bool:
+            if stop is not None and stop():
+                return False
             try:
                 r = self.c.store.get(rec.id)
             except NotFound:
@@ -73,6 +78,31 @@ class ContainerIO:
             return iter(())
         return read_log(path, since=parse_since(since), until=parse_since(until), tail=tail, follow=follow,
                         is_running=is_running)
+
+    # -- attach --------------------------------------------------------------------------------
+    def attach(self, name_or_id: str, *, stdin: BinaryIO | None, stdout: BinaryIO, stderr: BinaryIO,
+               detach_keys: bytes, on_attached: Callable[[], None] | None = None) -> bool:
+        """Connect the streams to the container's stdio until it exits (False) or the detach keys
+        arrive on ``stdin`` (True).  See RuncRuntime.attach; FailedPrecondition if not running."""
+        rec = self.c.get(name_or_id, reconcile=False)  # conmon's socket tells whether it runs
+        return self.runtime.attach(rec.id, stdin=stdin, stdout=stdout, stderr=stderr, tty=rec.spec.tty,
+                                   detach_keys=detach_keys, on_attached=on_attached)
+
+    def resize(self, name_or_id: str, rows: int, cols: int) -> None:
+        """Resize the container's pty (no-op without a tty).  Conflict if it is not running."""
+        rec = self.c.get(name_or_id)
+        if rec.state not in ("running", "paused"):
+            raise Conflict(f"Container {rec.id} is not running")
+        self.runtime.resize(rec.id, rows, cols)
+
+    @staticmethod
+    def resize_exec(session: Path, rows: int, cols: int) -> None:
+        """Resize the pty of a running exec session (its directory, from exec's ``on_session``)."""
+        from dockyard.runtime.conmon import write_resize
+
+        if rows <= 0 or cols <= 0:
+            raise InvalidArgument(f"invalid terminal size {rows}x{cols}")
+        write_resize(session, rows, cols)
 
     # -- exec ----------------------------------------------------------------------------------
     def exec_process(self, rec: ContainerRecord, cmd: list[str], *, tty: bool, env: list[str], user: str | None,
@@ -113,14 +143,23 @@ class ContainerIO:
     def exec(self, name_or_id: str, cmd: list[str], *, tty: bool = False, interactive: bool = False,
              detach: bool = False, env: list[str] | None = None, user: str | None = None,
              workdir: str | None = None, privileged: bool = False, stdin: BinaryIO | None = None,
-             stdout: BinaryIO | None = None, stderr: BinaryIO | None = None) -> int:
+             stdout: BinaryIO | None = None, stderr: BinaryIO | None = None,
+             on_session: Callable[[Path], None] | None = None) -> int:
+        """Run ``cmd`` in the running container; its exit code (0 at once with ``detach``).
+        ``on_session(dir)`` receives the session's directory before it starts (for resize_exec)."""
         rec = self._running(name_or_id)
         if not cmd:
             raise InvalidArgument("exec requires at least 1 argument")
         process = self.exec_process(rec, cmd, tty=tty, env=env or [], user=user, workdir=workdir,
                                     privileged=privileged)
-        return self.runtime.exec(rec.id, process, tty=tty, detach=detach, stdin=interactive,
-                                 stdin_stream=stdin, stdout_stream=stdout, stderr_stream=stderr)
+        events = self.c.engine.events
+        events.container("exec_start: " + " ".join(cmd), rec)
+        code = self.runtime.exec(rec.id, process, tty=tty, detach=detach, stdin=interactive,
+                                 stdin_stream=stdin, stdout_stream=stdout, stderr_stream=stderr,
+                                 on_session=on_session)
+        if not detach:
+            events.container("exec_die", rec, exitCode=code)
+        return code
 
     # -- files ---------------------------------------------------------------------------------
     def _mounts(self, rec: ContainerRecord) -> list[tuple[str, str, bool]]:
@@ -155,6 +194,63 @@ class ContainerIO:
             extract_to(Path(root), self._mounts(rec), path, stream, copy_uidgid=copy_uidgid,
                        user=rec.spec.user or None, container=rec.name, as_is=as_is,
                        readonly_rootfs=rec.spec.read_only)
+
+    def stat_path(self, name_or_id: str, path: str):
+        """The PathStat of ``path`` in the container (HEAD /containers/{id}/archive)."""
+        from dockyard.containers.archive import stat_path
+
+        rec = self.c.get(name_or_id)
+        with self.lifecycle.mounted(rec) as root:
+            return stat_path(Path(root), self._mounts(rec), path, container=rec.name)
+
+    def changes(self, name_or_id: str) -> list[tuple[str, int]]:
+        """``docker diff``: (path, kind) for what the container changed in its image's filesystem,
+        kind 0 modified, 1 added, 2 deleted (Docker's ChangeType), sorted by path."""
+        import posixpath
+        import tarfile
+        import tempfile
+
+        rec = self.c.get(name_or_id)
+        engine = self.c.engine
+        lowers = engine.snapshotter.lower_dirs(engine.image_store.top_snapshot(rec.image_id) or "")
+
+        def in_image(path: str) -> bool:
+            return any(os.path.lexists(str(d) + path) for d in lowers)
+
+        # What runc and dockyard put there for the run (mount points, the /etc files) is not a
+        # change, as Docker's init layer keeps them out of its diff.
+        excluded = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev/shm",
+                    *(posixpath.normpath(m.target) for m in rec.spec.mounts), *rec.spec.tmpfs}
+
+        def hidden(path: str) -> bool:
+            return any(path == x or path.startswith(x + "/") for x in excluded)
+
+        entries: dict[str, tuple[int, bool]] = {}  # path -> (kind, is a directory)
+        with tempfile.TemporaryFile(dir=engine.root) as spool:
+            engine.snapshotter.diff(rec.id, spool)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool) as tf:
+                for m in tf:
+                    path = posixpath.normpath("/" + m.name.lstrip("./"))
+                    base, parent = posixpath.basename(path), posixpath.dirname(path)
+                    if path == "/" or hidden(path):
+                        continue
+                    if base == ".wh..wh..opq":
+                        entries[parent] = (0, False)  # emptied and refilled: reported as modified
+                    elif base.startswith(".wh."):
+                        entries[posixpath.join(parent, base[4:])] = (2, False)
+                    else:
+                        entries.setdefault(path, (0 if in_image(path) else 1, m.isdir()))
+        out: dict[str, int] = {}
+        for path, (kind, is_dir) in entries.items():
+            if is_dir and kind == 0 and not any(p.startswith(path + "/") for p in entries):
+                continue  # an image directory that only held what is hidden above
+            out[path] = kind
+            parent = posixpath.dirname(path)
+            while parent not in ("/", ""):  # a change inside a directory modifies it
+                out.setdefault(parent, 0 if in_image(parent) else 1)
+                parent = posixpath.dirname(parent)
+        return sorted(out.items())
 
     # -- processes and resources ----------------------------------------------------------------
     def top(self, name_or_id: str, ps_args: str | None = None) -> tuple[list[str], list[list[str]]]:
@@ -309,6 +405,17 @@ class ContainerIO:
                 if health["FailingStreak"] >= hc.retries:
                     health["Status"] = "unhealthy"
             self.c.store.update(cid, where_generation=generation, health=health)
+            if health["Status"] == "unhealthy" and rec.spec.labels.get(RESTART_UNHEALTHY_LABEL) == "true":
+                # Docker's restart policies ignore health; this label (compose's
+                # x-dockyard-restart-unhealthy) asks the monitor to restart an unhealthy container.
+                # The restart starts a new monitor for the new run; this one ends with the loop.
+                try:
+                    self.c.restart(cid)
+                except DockyardError:
+                    pass
+
+
+RESTART_UNHEALTHY_LABEL = "io.dockyard.restart-unhealthy"
 
 
 def _pipe() -> tuple[BinaryIO, BinaryIO]:

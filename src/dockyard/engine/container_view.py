@@ -17,6 +17,32 @@ def _t(ts: float) -> str:
     return rfc3339(ts) if ts else ZERO_TIME
 
 
+def status_text(rec: ContainerRecord, now: float | None = None) -> str:
+    """The STATUS column of ``docker ps`` and the ``Status`` of the API's container list."""
+    import time
+
+    from dockyard.cli.units import human_duration  # pure go-units formatting, shared by the faces
+
+    now = now or time.time()
+    if rec.state == "created":
+        return "Created"
+    if rec.state in ("running", "paused"):
+        s = f"Up {human_duration(now - rec.started_at)}"
+        if rec.state == "paused":
+            return s + " (Paused)"
+        if rec.spec.healthcheck and rec.health:
+            st = rec.health.get("Status", "starting")
+            s += " (health: starting)" if st == "starting" else f" ({st})"
+        return s
+    if rec.state == "restarting":
+        return f"Restarting ({rec.exit_code}) {human_duration(now - rec.finished_at)} ago"
+    if rec.state == "exited":
+        return f"Exited ({rec.exit_code}) {human_duration(now - rec.finished_at)} ago"
+    if rec.state == "removing":
+        return "Removal In Progress"
+    return "Dead"
+
+
 def state_view(rec: ContainerRecord) -> dict[str, Any]:
     state: dict[str, Any] = {
         "Status": rec.state,

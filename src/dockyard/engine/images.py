@@ -77,8 +77,9 @@ def go_path_match(pattern: str, name: str) -> bool:
 
 
 class ImageEngine:
-    def __init__(self, store: ImageStore) -> None:
+    def __init__(self, store: ImageStore, events=None) -> None:
         self.store = store
+        self.events = events  # the engine's EventLog (tag, untag, delete events); None in bare tests
 
     # -- queries -------------------------------------------------------------------------------
     def _summary(self, row: ImageRow, tags: list[str], digests: list[str]) -> ImageSummary:
@@ -109,7 +110,10 @@ class ImageEngine:
         f.check({"dangling", "reference", "label", "before", "since", "until"})
         tags, digests = self._names()
         rows = self.store.db.images()
-        parents = {r.parent for r in rows if r.parent}
+        # Intermediate images (parents of others, and what the build cache holds) show with -a only.
+        from dockyard.build.cache import cached_image_ids
+
+        parents = {r.parent for r in rows if r.parent} | cached_image_ids(self.store.db)
         before = [self.store.resolve(v) for v in f.get("before")]
         since = [self.store.resolve(v) for v in f.get("since")]
         out = []
@@ -228,9 +232,22 @@ class ImageEngine:
         if ref.digest is not None:
             raise InvalidArgument("refusing to create a tag with a digest reference")
         self.store.tag(row.id, ref.with_default_tag())
+        if self.events is not None:
+            self.events.emit("image", "tag", row.id, {"name": ref.with_default_tag().familiar_string()})
 
     def remove(self, name: str, opts: ImageRemoveOptions) -> list[ImageDeleteItem]:
         """``docker rmi``: untag a reference; delete the image when nothing names it any more."""
+        image_id = self.store.resolve(name).id
+        items = self._remove(name, opts)
+        if self.events is not None:
+            for it in items:
+                if it.untagged:
+                    self.events.emit("image", "untag", image_id, {"name": it.untagged})
+                if it.deleted:
+                    self.events.emit("image", "delete", it.deleted, {"name": it.deleted})
+        return items
+
+    def _remove(self, name: str, opts: ImageRemoveOptions) -> list[ImageDeleteItem]:
         row = self.store.resolve(name)
         sid = short_id(row.id)
         by_id = name.startswith("sha256:") or row.id.removeprefix("sha256:").startswith(name)
@@ -257,6 +274,13 @@ class ImageEngine:
                 self.store.untag(tag_name)
                 items.append(ImageDeleteItem(untagged=ref.with_default_tag().familiar_string()))
                 remaining = [t for t in tags if t != tag_name]
+                if not any(parse_normalized(t).name == ref.name for t in remaining):
+                    # Docker: the last tag of a repository takes that repository's digest references along
+                    for rname, digest, _ in self.store.db.repo_digests(row.id):
+                        if rname == ref.name:
+                            with self.store.db.write() as conn:
+                                conn.execute("DELETE FROM repo_digests WHERE name=? AND digest=?", (rname, digest))
+                            items.append(ImageDeleteItem(untagged=f"{ref.familiar_name}@{digest}"))
             if remaining or self.store.db.repo_digests(row.id) and ref.digest is None:
                 return items
         else:

@@ -192,7 +192,8 @@ class Lifecycle:
         return resolve_user(rec.spec.user, read("passwd"), read("group"))
 
     # -- start ---------------------------------------------------------------------------------
-    def start(self, rec: ContainerRecord, on_created=None, client_lock: Path | None = None) -> ContainerRecord:
+    def start(self, rec: ContainerRecord, on_created=None, client_lock: Path | None = None,
+              restart: bool = False) -> ContainerRecord:
         """Start the container; ``on_created(rec)`` runs after the monitor holds the container's stdio
         and before its process runs (attach there to miss nothing).
 
@@ -203,7 +204,12 @@ class Lifecycle:
 
         with self.store.locked(rec.id):
             rec = self.store.get(rec.id)
-            if rec.state in ACTIVE:
+            if restart and rec.stopped_by_user:
+                # A stop came while the restart policy waited: the stop wins, and the record says
+                # exited (not restarting).  A user's start clears the mark; a policy's never does.
+                self.store.update(rec.id, state="exited", where_states=("restarting", "exited"))
+                return self.store.get(rec.id)
+            if rec.state in ACTIVE and not (restart and rec.state == "restarting"):
                 return rec
             target = self.rootfs(rec.id)
             if not is_mounted(target):
@@ -241,7 +247,7 @@ class Lifecycle:
                 health = {"Status": "starting", "FailingStreak": 0, "Log": []} if rec.spec.healthcheck else None
                 self.store.update(rec.id, state="running", pid=proc.pid, conmon_pid=proc.conmon_pid,
                                   started_at=time.time(), finished_at=0, exit_code=0, error="", oom_killed=False,
-                                  stopped_by_user=False, generation=gen, health=health)
+                                  **({} if restart else {"stopped_by_user": False}), generation=gen, health=health)
                 if on_created is not None:
                     on_created(self.store.get(rec.id))
                 self.runtime.start(rec.id)
@@ -488,11 +494,11 @@ class Lifecycle:
         rec = self.store.get(cid)
         if rec.state != "restarting" or rec.stopped_by_user:
             return
-        self.store.update(cid, restart_count=rec.restart_count + 1, state="exited")
+        self.store.update(cid, restart_count=rec.restart_count + 1)
         try:
-            self.start(self.store.get(cid))
+            self.start(self.store.get(cid), restart=True)
         except DockyardError:
-            pass
+            self.store.update(cid, state="exited", where_states=("restarting",))
 
     def tombstones(self) -> Path:
         return self.store.root / ".exit-codes"
@@ -567,6 +573,10 @@ class Lifecycle:
         anonymous volumes.  Named volumes always stay."""
         with self.store.locked(rec.id):
             if rec.state in ACTIVE:  # exited/created ones were deleted from runc when they stopped
+                now = self.store.find(rec.id)
+                if now is not None and now.state in ACTIVE:  # rm -f: the exit nobody recorded
+                    code = self.runtime.read_exit_code(self.exit_dir(rec.id), rec.id)
+                    self.engine.events.container("die", rec, exitCode=137 if code is None else code)
                 self._delete_runtime(rec.id)
             try:
                 unmount(self.rootfs(rec.id))

@@ -149,6 +149,7 @@ class NetworkEngine:
 
     def cleanup(self) -> builtins.list[str]:
         """Whatever a killed dockyard process left of a stopped container's network goes."""
+        self.engine.containers.list(all_=True)  # reconciled first: a dead container's exit tears its network down
         store = self.engine.containers.store
 
         def running(cid: str) -> bool:

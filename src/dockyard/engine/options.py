@@ -123,7 +123,7 @@ class ContainerCreateOptions:
 
     image: str
     command: list[str] = field(default_factory=list)
-    entrypoint: str | None = None
+    entrypoint: str | list[str] | None = None          # a list: the Engine API's exec-form Entrypoint
     name: str = ""
     env: list[str] = field(default_factory=list)
     workdir: str = ""

@@ -21,6 +21,7 @@ from typing import Any
 
 from dockyard.errors import InvalidArgument, NotFound, Unauthenticated
 from dockyard.images.store import ImageStore
+from dockyard.oci.models import ImageConfig, Index, Platform, parse_manifest_or_index
 from dockyard.oci.reference import parse_normalized
 from dockyard.registry.auth.challenge import Credentials, HttpRequest, HttpResponse
 from dockyard.remotes.credentials import CredentialStore, server_key
@@ -37,6 +38,7 @@ class PullOptions:
     all_tags: bool = False
     platform: str | None = None
     tls_verify: bool = True
+    credentials: Credentials | None = None   # None: the login stored for the registry (the CLI)
 
 
 @dataclass
@@ -44,6 +46,18 @@ class PushOptions:
     name: str
     all_tags: bool = False
     tls_verify: bool = True
+    credentials: Credentials | None = None   # None: the login stored for the registry (the CLI)
+
+
+@dataclass
+class DistributionInfo:
+    """What a registry says a reference points to (``GET /distribution/{name}/json``): the
+    manifest's or index's descriptor and the platforms it offers."""
+
+    media_type: str
+    digest: str
+    size: int
+    platforms: list[Platform]
 
 
 def _host_of(server: str | None) -> str:
@@ -51,10 +65,33 @@ def _host_of(server: str | None) -> str:
     return "docker.io" if key.startswith("https://index.docker.io") else key
 
 
+async def list_tags(client: RegistryClient, repo: str) -> list[str]:
+    """Every tag of ``repo``, sorted, following the registry's ``Link: <...>; rel="next"`` pages."""
+    tags: list[str] = []
+    seen: set[str] = set()
+    path: str | None = f"/v2/{repo}/tags/list"
+    while path and path not in seen:
+        seen.add(path)
+        resp = await client.request("GET", path, f"repository:{repo}:pull")
+        try:
+            doc = json.loads(await resp.read())
+            link = resp.headers.get("Link", "")
+        finally:
+            resp.release()
+        tags.extend(doc.get("tags") or [])
+        path = None
+        if 'rel="next"' in link and "<" in link:
+            path = link[link.index("<") + 1:link.index(">")]
+            if not path.startswith(("http://", "https://", "/")):
+                path = "/" + path
+    return sorted(set(tags))
+
+
 class RemoteEngine:
-    def __init__(self, store: ImageStore, root: Path) -> None:
+    def __init__(self, store: ImageStore, root: Path, events=None) -> None:
         self.store = store
         self.root = root
+        self.events = events  # the engine's EventLog (pull and push events); None in bare tests
         self.credentials = CredentialStore()
 
     def client(self, host: str, tls_verify: bool = True, creds: Credentials | None = None) -> RegistryClient:
@@ -88,8 +125,16 @@ class RemoteEngine:
         """Check the credentials against ``/v2/`` (Basic or the token flow) and store them.
 
         Raises Unauthenticated in Docker's words; nothing is stored then."""
-        host = _host_of(server)
         creds = Credentials(username, password)
+        self.check_login(server, creds, tls_verify)
+        self.credentials.store(_host_of(server), creds)
+        return "Login Succeeded"
+
+    def check_login(self, server: str | None, creds: Credentials, tls_verify: bool = True) -> None:
+        """Check credentials against ``/v2/`` without storing them (the Engine API's ``/auth``).
+
+        Raises Unauthenticated worded as the docker CLI prints it ("Error response from daemon: ...")."""
+        host = _host_of(server)
 
         async def check() -> None:
             async with self.client(host, tls_verify, creds) as c:
@@ -107,8 +152,6 @@ class RemoteEngine:
                     raise Unauthenticated(f'Error response from daemon: Get "{url}": {exc}', exit_code=1) from exc
 
         asyncio.run(check())
-        self.credentials.store(host, creds)
-        return "Login Succeeded"
 
     def logout(self, server: str | None) -> str:
         host = _host_of(server)
@@ -124,19 +167,18 @@ class RemoteEngine:
             raise InvalidArgument("tag can't be used with --all-tags/-a")
 
         async def work(emit: Callable[[Progress], None]) -> None:
-            async with self.client(ref.domain, opts.tls_verify) as c:
+            async with self.client(ref.domain, opts.tls_verify, opts.credentials) as c:
                 targets = [ref.with_default_tag()]
                 if opts.all_tags:
-                    resp = await c.request("GET", f"/v2/{ref.path}/tags/list", f"repository:{ref.path}:pull")
-                    tags = (json.loads(await resp.read()).get("tags") or [])
-                    resp.release()
-                    targets = [ref.with_tag(t) for t in sorted(tags)]
+                    targets = [ref.with_tag(t) for t in await list_tags(c, ref.path)]
                 puller = Puller(self.store, c, emit)
                 newer = False
                 for target in targets:
                     emit(Progress(f"Pulling from {ref.path}", target.tag or target.digest or ""))
                     result = await puller.pull(target, opts.platform)
                     newer = newer or not result.up_to_date
+                    if self.events is not None:
+                        self.events.emit("image", "pull", target.familiar_string(), {"name": target.familiar_string()})
                     emit(Progress(f"Digest: {result.digest}"))
                 shown = ref.familiar_string() if opts.all_tags else targets[0].familiar_string()
                 if newer:
@@ -149,6 +191,8 @@ class RemoteEngine:
     # -- push ------------------------------------------------------------------------------------
     def push(self, opts: PushOptions) -> Iterator[Progress]:
         ref = parse_normalized(opts.name)
+        if opts.all_tags and not ref.is_name_only:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
         if opts.all_tags:
             names = [parse_normalized(n) for n, _, _ in self.store.db.tags()
                      if parse_normalized(n).name == ref.name]
@@ -159,7 +203,7 @@ class RemoteEngine:
         rows = [(n, self.store.resolve(str(n))) for n in names]
 
         async def work(emit: Callable[[Progress], None]) -> None:
-            async with self.client(ref.domain, opts.tls_verify) as c:
+            async with self.client(ref.domain, opts.tls_verify, opts.credentials) as c:
                 pusher = Pusher(self.store, c, emit)
                 for name, row in rows:
                     result = await pusher.push(row, name)
@@ -180,4 +224,24 @@ class RemoteEngine:
 
         return asyncio.run(fetch())
 
+    def distribution(self, name: str, credentials: Credentials | None = None,
+                     tls_verify: bool = True) -> DistributionInfo:
+        """The descriptor of what ``name`` points to in its registry and the platforms it offers:
+        an index's entries, or a single manifest's config (os/architecture/variant)."""
+        ref = parse_normalized(name).with_default_tag()
 
+        async def fetch() -> DistributionInfo:
+            async with self.client(ref.domain, tls_verify, credentials) as c:
+                puller = Puller(self.store, c, lambda e: None)
+                data, media_type, digest = await puller.fetch_manifest(ref.path, ref.digest or ref.tag or "latest")
+                doc = parse_manifest_or_index(data, media_type)
+                if isinstance(doc, Index):
+                    platforms = [d.platform for d in doc.manifests if d.platform is not None]
+                else:
+                    config = ImageConfig.from_dict(json.loads(await puller.fetch_small_blob(ref.path, doc.config)))
+                    platforms = [Platform(architecture=config.architecture, os=config.os,
+                                          os_version=config.os_version, os_features=config.os_features,
+                                          variant=config.variant)]
+                return DistributionInfo(media_type, digest, len(data), platforms)
+
+        return asyncio.run(fetch())

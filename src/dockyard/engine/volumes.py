@@ -52,7 +52,9 @@ class VolumeEngine:
 
     # -- volume commands -----------------------------------------------------------------------
     def create(self, opts: VolumeCreateOptions) -> VolumeRecord:
-        return self.service.create(opts.name, opts.driver or "local", opts.driver_opts, opts.labels)
+        rec = self.service.create(opts.name, opts.driver or "local", opts.driver_opts, opts.labels)
+        self.engine.events.emit("volume", "create", rec.name, {"driver": rec.driver})
+        return rec
 
     def list(self, filters: Filters | None = None) -> builtins.list[VolumeRecord]:
         return self.service.list((filters or Filters()).values)
@@ -62,6 +64,7 @@ class VolumeEngine:
 
     def remove(self, name: str, *, force: bool = False) -> None:
         self.service.remove(name, force=force)
+        self.engine.events.emit("volume", "destroy", name)
 
     def prune(self, opts: VolumePruneOptions) -> VolumePruneReport:
         f = opts.filters
@@ -69,6 +72,8 @@ class VolumeEngine:
         all_ = opts.all or any(v.lower() in ("1", "true") for v in f.get("all"))
         labels = [*f.get("label"), *("!" + v for v in f.get("label!"))]
         deleted, reclaimed = self.service.prune(all_=all_, labels=labels)
+        for name in deleted:
+            self.engine.events.emit("volume", "destroy", name)
         return VolumePruneReport(deleted, reclaimed)
 
     def sync(self, name: str) -> None:

@@ -29,6 +29,10 @@ What each builder leaves in ``dest`` (or adds to ``root``)::
     python (add_python, on a writable copy or overlay of the debian rootfs)
       Debian's python3, python3-pip, python3-venv, ca-certificates; usr/local/bin/python -> /usr/bin/python3;
       no usr/lib/python3.X/EXTERNALLY-MANAGED, so `pip install` as root works as in the official image.
+      usr/local/share/ca-certificates/*.crt  the HOST's local CAs (its /usr/local/share/ca-certificates),
+                                appended to etc/ssl/certs/ca-certificates.crt as update-ca-certificates
+                                does: like a corporate base image, builds (pip install) work behind the
+                                same TLS-intercepting proxy the host works behind (add_host_ca_certificates)
 
 Mounts: every command that runs inside a root runs in a private mount namespace (``unshare --mount``)
 where /dev, /proc and /sys are bind-mounted; those mounts die with the namespace, so a failing or
@@ -582,6 +586,7 @@ def add_python(root: Path, *, packages: Sequence[str] = PYTHON_PACKAGES,
             cache = os.path.join(dirpath, "__pycache__")
             if not os.path.islink(cache):
                 shutil.rmtree(cache)
+    add_host_ca_certificates(root, log=say)
     if epoch is not None:
         _clamp_mtimes(root, epoch, changed_since=started)
 
@@ -606,6 +611,45 @@ def add_python(root: Path, *, packages: Sequence[str] = PYTHON_PACKAGES,
         history_comment=f"dockyard bootstrap: apt-get install --no-install-recommends {' '.join(packages)}",
         source_date_epoch=epoch,
     )
+
+
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+
+
+def add_host_ca_certificates(root: Path, *, source: Path = HOST_CA_DIR, log: Log | None = None) -> list[str]:
+    """Make the image trust the host's local CA certificates (``source/*.crt``), as a corporate base
+    image trusts the company's CAs: each is copied to the image's /usr/local/share/ca-certificates,
+    linked as /etc/ssl/certs/<name>.pem and appended to /etc/ssl/certs/ca-certificates.crt (what
+    ``update-ca-certificates`` does).  Only for roots that have that bundle (the ca-certificates
+    package); returns the names added.  Why: behind a TLS-intercepting proxy the host trusts, a
+    build's ``pip install`` fails unless the image trusts the proxy's CA too.
+    """
+    say = log or _quiet
+    bundle = root / "etc/ssl/certs/ca-certificates.crt"
+    if not source.is_dir() or not bundle.is_file() or bundle.is_symlink():
+        return []
+    dest = root / "usr/local/share/ca-certificates"
+    dest.mkdir(parents=True, exist_ok=True)
+    text = bundle.read_text(errors="replace")
+    added: list[str] = []
+    for cert in sorted(source.glob("*.crt")):
+        try:
+            pem = cert.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            continue
+        _write(dest / cert.name, pem)
+        link = root / "etc/ssl/certs" / (cert.stem + ".pem")
+        if not os.path.lexists(link):
+            os.symlink(f"/usr/local/share/ca-certificates/{cert.name}", link)
+        if pem.strip() not in text:
+            text = text.rstrip("\n") + "\n" + pem.strip() + "\n"
+        added.append(cert.name)
+    if added:
+        bundle.write_text(text)  # in place: keeps mode and owner
+        say(f"trusting the host's local CA certificates: {', '.join(added)}")
+    return added
 
 
 # ------------------------------------------------------------------------------------------ apt sources

@@ -8,11 +8,12 @@ STOPSIGNAL, USER, VOLUME and WORKDIR here.  Pure: works on the ``config`` object
 from __future__ import annotations
 
 import posixpath
-from typing import Any
-
-import dockerfile
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import dockerfile
 
 ALLOWED = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
            "VOLUME", "WORKDIR"}
@@ -38,6 +39,8 @@ def _command(cmd: dockerfile.Command, shell: list[str]) -> list[str]:
 
 def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     """Return a copy of ``config`` (the image config's "config" object) with ``changes`` applied."""
+    import dockerfile  # loads a Go runtime: only where changes are parsed, not for every importer
+
     cfg = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
     for change in changes:
         try:

@@ -14,6 +14,7 @@ leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -180,32 +181,44 @@ class ImageStore:
         sizes: list[int] = []
         parent: str | None = None
         for layer, chain in zip(layers, chain_ids(l.diff_id for l in layers), strict=True):
-            size = self._unpacked_size(chain)
-            if size is None:
-                lease.add("snapshot", chain)
-                with self.content.open(layer.digest) as blob:
-                    reader, _ = open_layer_reader(blob)
-                    try:
-                        result = self.snapshots.apply(chain, parent, reader)
-                    except AlreadyExists:
-                        result = None
-                if result is not None and result.diff_id != layer.diff_id:
-                    self.snapshots.remove(chain)
-                    raise DataLoss(
-                        f"layer {layer.digest}: content has diff ID {result.diff_id}, the image config says "
-                        f"{layer.diff_id}"
-                    )
-                if result is not None:
-                    if created is not None:
-                        created.append(chain)
-                    size = result.size
-                else:
-                    size = self.snapshots.usage(chain)
-                with self.db.write() as conn:
-                    conn.execute("INSERT OR REPLACE INTO unpacked VALUES (?, ?)", (chain, size))
-            sizes.append(size)
+            sizes.append(self.unpack_layer(layer, chain, parent, lease, created))
             parent = chain
         return sizes
+
+    def unpack_layer(self, layer: LayerBlob, chain: str, parent: str | None, lease: Lease,
+                     created: list[str] | None = None, source: BinaryIO | None = None) -> int:
+        """Unpack one layer as committed snapshot ``chain`` on ``parent`` unless it already is one;
+        returns its unpacked size.
+
+        ``parent`` must be committed already, so layers go in order; a caller that unpacks layers as
+        they arrive (pull) calls this from a worker thread for layer N while later blobs still
+        download, with ``source`` reading the blob as it is written (default: the committed blob;
+        not closed here).  DataLoss and ``created`` as for :meth:`unpack`."""
+        size = self._unpacked_size(chain)
+        if size is not None:
+            return size
+        lease.add("snapshot", chain)
+        with self.content.open(layer.digest) if source is None else contextlib.nullcontext(source) as blob:
+            reader, _ = open_layer_reader(blob)
+            try:
+                result = self.snapshots.apply(chain, parent, reader)
+            except AlreadyExists:
+                result = None
+        if result is not None and result.diff_id != layer.diff_id:
+            self.snapshots.remove(chain)
+            raise DataLoss(
+                f"layer {layer.digest}: content has diff ID {result.diff_id}, the image config says "
+                f"{layer.diff_id}"
+            )
+        if result is not None:
+            if created is not None:
+                created.append(chain)
+            size = result.size
+        else:
+            size = self.snapshots.usage(chain)
+        with self.db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO unpacked VALUES (?, ?)", (chain, size))
+        return size
 
     def _unpacked_size(self, chain: str) -> int | None:
         row = self.db.read().execute("SELECT size FROM unpacked WHERE chain_id=?", (chain,)).fetchone()

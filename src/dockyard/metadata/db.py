@@ -30,6 +30,9 @@ Schema (version 1)::
     port_reservations(host_ip, host_port, protocol PK, container_id, container_port)
                                                 published ports of running containers
     leases(id PK, created, expires); lease_resources(lease_id, kind, key)
+    build_cache(key PK, image_id, parent, created_by, created, last_used)
+                                                the builder's cache: hash of (parent image, step,
+                                                args, sources) -> the image the step made
 
 Leases protect content a process has written but not yet referenced from a concurrent garbage
 collection: take a lease, add the blobs, reference them from an image, release the lease.
@@ -171,6 +174,15 @@ CREATE TABLE IF NOT EXISTS lease_resources (
     key TEXT NOT NULL,
     PRIMARY KEY (lease_id, kind, key)
 );
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    parent TEXT NOT NULL DEFAULT '',
+    created_by TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    last_used REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 """
 
 # Columns added after a table first shipped: (table, column, declaration).  New tables need nothing

@@ -36,13 +36,20 @@ def find_binary(name: str) -> str:
     return found
 
 
+def netavark_name(net: Network) -> str:
+    """The name netavark knows the network by.  netavark derives its iptables chain names from it,
+    and every data root has a network called ``bridge``: the ID makes it unique on the machine, so
+    one root's teardown never removes another root's NAT rules."""
+    return f"{net.name}-{net.id[:12]}"
+
+
 def network_info(net: Network) -> dict:
     """A network as netavark describes it (podman's types.Network JSON)."""
     opts = {}
     if "com.docker.network.driver.mtu" in net.options:
         opts["mtu"] = net.options["com.docker.network.driver.mtu"]
     return {
-        "name": net.name, "id": net.id, "driver": "bridge", "network_interface": net.interface,
+        "name": netavark_name(net), "id": net.id, "driver": "bridge", "network_interface": net.interface,
         "subnets": [{"subnet": net.subnet, "gateway": net.gateway}],
         "ipv6_enabled": False, "internal": net.internal, "dns_enabled": net.dns_enabled,
         "ipam_options": {"driver": "host-local"}, **({"options": opts} if opts else {}),
@@ -56,9 +63,9 @@ def options_json(container_id: str, container_name: str, attachments: list[tuple
         "container_name": container_name,
         "port_mappings": [{"host_ip": p.host_ip, "container_port": p.container_port, "host_port": p.host_port,
                            "range": 1, "protocol": p.protocol} for p in ports],
-        "networks": {net.name: {"static_ips": [ep.ip], "aliases": ep.aliases, "interface_name": ep.interface,
+        "networks": {netavark_name(net): {"static_ips": [ep.ip], "aliases": ep.aliases, "interface_name": ep.interface,
                                 "static_mac": ep.mac} for net, ep in attachments},
-        "network_info": {net.name: network_info(net) for net, _ in attachments},
+        "network_info": {netavark_name(net): network_info(net) for net, _ in attachments},
     }
 
 

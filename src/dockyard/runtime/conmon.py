@@ -48,10 +48,8 @@ import signal
 import socket
 import subprocess
 import tempfile
-import termios
 import threading
 import time
-import tty as ttymod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +286,9 @@ def raw_terminal(fd: int | None) -> Iterator[None]:
     if fd is None or not os.isatty(fd):
         yield
         return
+    import termios
+    import tty as ttymod
+
     saved = termios.tcgetattr(fd)
     try:
         ttymod.setraw(fd, termios.TCSANOW)

@@ -125,6 +125,9 @@ class RuncRuntime:
         self.state_root = Path(state_root)
         self._runc = runc
         self._conmon = conmon
+        # Bundles of the containers this object created: attach/resize right after create need
+        # no `runc state` to find them.  A cache only (forgotten at delete); runc stays the truth.
+        self._bundles: dict[str, Path] = {}
 
     # --- binaries and the runc CLI -------------------------------------------------------------
 
@@ -170,8 +173,7 @@ class RuncRuntime:
         """
         _check_id(cid)
         bundle = Path(bundle)
-        with contextlib.suppress(NotFound):
-            self.state(cid)
+        if os.path.lexists(self.state_root / cid):  # what `runc create` itself checks; no `runc state`
             raise Conflict(f"container {cid} already exists in the runtime")
         for d in (self.state_root, exit_dir, persist_dir, log_path.parent):
             Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -203,6 +205,7 @@ class RuncRuntime:
             if msg.data <= 0:
                 _wait_gone(conmon_pid, 5.0)  # it exits by itself (running the exit command)
                 raise runtime_error(runc_error_message(msg.message) or "runc create failed", cid)
+            self._bundles[cid] = bundle.absolute()
             return ContainerProcess(pid=msg.data, conmon_pid=conmon_pid)
         except BaseException as exc:
             launch.kill()
@@ -250,6 +253,7 @@ class RuncRuntime:
 
     def delete(self, cid: str, force: bool = False) -> None:
         """Forget a stopped container (``force``: kill it first). Conflict if it still runs."""
+        self._bundles.pop(cid, None)
         self._run(cid, "delete", *(["--force"] if force else []), cid)
 
     def pause(self, cid: str) -> None:
@@ -279,6 +283,9 @@ class RuncRuntime:
     # --- stdio -----------------------------------------------------------------------------------
 
     def _bundle(self, cid: str) -> Path:
+        known = self._bundles.get(cid)
+        if known is not None:
+            return known
         st = self.state(cid)
         if st.bundle is None:
             raise Unavailable(f"runc does not say where the bundle of {cid} is")
@@ -314,7 +321,7 @@ class RuncRuntime:
 
     def exec(self, cid: str, process: dict[str, Any], *, tty: bool, detach: bool, stdin: bool,
              stdin_stream: BinaryIO | None = None, stdout_stream: BinaryIO | None = None,
-             stderr_stream: BinaryIO | None = None) -> int:
+             stderr_stream: BinaryIO | None = None, on_session: Callable[[Path], None] | None = None) -> int:
         """Run ``process`` (an OCI process object) in the running container; returns its exit code.
 
         In the foreground the session is connected to the given streams (default: this process's
@@ -330,6 +337,8 @@ class RuncRuntime:
         _sweep_sessions(root)
         session = root / secrets.token_hex(8)
         session.mkdir(parents=True, mode=0o700)
+        if on_session is not None:
+            on_session(session)  # e.g. a server that resizes the session's pty later
         (session / "process.json").write_text(json.dumps({**process, "terminal": tty}))
         argv = self._conmon_base(cid, session.name, session) + [
             "-e", "--exec-process-spec", str(session / "process.json"),

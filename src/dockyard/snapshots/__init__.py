@@ -69,10 +69,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Literal, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 from dockyard.snapshots.mount import Mount
-from dockyard.snapshots.tarfs import ApplyResult
+
+if TYPE_CHECKING:
+    from dockyard.snapshots.tarfs import ApplyResult
+
+
+def __getattr__(name: str) -> object:
+    # ApplyResult lives in tarfs (tarfile and friends), which only layer work needs to import.
+    if name == "ApplyResult":
+        from dockyard.snapshots.tarfs import ApplyResult
+
+        return ApplyResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Kind = Literal["active", "committed", "view"]
 

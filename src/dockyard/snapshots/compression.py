@@ -12,7 +12,9 @@ seek, and otherwise read and replayed in front of the rest of the stream, so a n
 a pipe works as well as a file.
 
 Speed: gzip goes through ``isal.igzip`` (Intel ISA-L, several times faster than zlib in both
-directions), zstd through the ``zstandard`` stream reader; both are dependencies of dockyard.
+directions), zstd through the ``zstandard`` stream reader; both are dependencies of dockyard.  They
+are imported when a stream is first opened, not with this module: commands that never touch a layer
+(``run``, ``ps``, ...) import the image and snapshot modules and should not pay for them.
 
 Who closes what: the reader returned by :func:`open_layer_reader` never closes the file object it
 wraps, and the writer returned by :func:`gzip_writer` writes the gzip trailer when it is closed but
@@ -24,10 +26,6 @@ from __future__ import annotations
 import io
 from typing import BinaryIO
 
-import zstandard
-from isal import igzip, isal_zlib
-
-
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -36,14 +34,27 @@ GZIP = "gzip"
 ZSTD = "zstd"
 UNCOMPRESSED = "none"
 
-#: What a decompressing reader raises on corrupt or truncated input (gzip: BadGzipFile for bad
-#: headers/CRC, EOFError for a cut stream, isal's error for bad deflate data; zstd: ZstdError).
-CORRUPT_STREAM_ERRORS: tuple[type[BaseException], ...] = (
-    EOFError,
-    igzip.BadGzipFile,
-    isal_zlib.error,
-    zstandard.ZstdError,
-)
+_corrupt_stream_errors: tuple[type[BaseException], ...] | None = None
+
+
+def corrupt_stream_errors() -> tuple[type[BaseException], ...]:
+    """What a decompressing reader raises on corrupt or truncated input (gzip: BadGzipFile for bad
+    headers/CRC, EOFError for a cut stream, isal's error for bad deflate data; zstd: ZstdError).
+    Also available as the module attribute ``CORRUPT_STREAM_ERRORS``."""
+    global _corrupt_stream_errors
+    if _corrupt_stream_errors is None:
+        import zstandard
+        from isal import igzip, isal_zlib
+
+        _corrupt_stream_errors = (EOFError, igzip.BadGzipFile, isal_zlib.error, zstandard.ZstdError)
+    return _corrupt_stream_errors
+
+
+def __getattr__(name: str) -> object:
+    if name == "CORRUPT_STREAM_ERRORS":  # computed on first use: it needs the decompressors
+        return corrupt_stream_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Read size used towards the compressed source; large reads keep the per-call overhead tiny.
 READ_SIZE = 1 << 20
@@ -147,8 +158,12 @@ def open_layer_reader(fileobj: BinaryIO) -> tuple[BinaryIO, str]:
     head, stream = _peek_head(fileobj)
     kind = detect_compression(head)
     if kind == GZIP:
+        from isal import igzip
+
         reader: BinaryIO = igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
     elif kind == ZSTD:
+        import zstandard
+
         # read_across_frames: zstd blobs may consist of several frames (parallel/streaming writers).
         reader = zstandard.ZstdDecompressor().stream_reader(  # type: ignore[assignment]
             stream, read_size=READ_SIZE, read_across_frames=True, closefd=False
@@ -167,6 +182,8 @@ def gzip_writer(fileobj: BinaryIO, level: int = DEFAULT_GZIP_LEVEL) -> BinaryIO:
     """
     if not 0 <= level <= 3:
         raise ValueError(f"isal gzip level must be 0-3, not {level}")
+    from isal import igzip
+
     return igzip.IGzipFile(  # type: ignore[return-value]
         filename="", mode="wb", compresslevel=level, fileobj=fileobj, mtime=0
     )

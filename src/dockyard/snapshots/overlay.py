@@ -31,17 +31,21 @@ import shutil
 import sqlite3
 import stat as statmod
 import tempfile
+import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from dockyard.snapshots import Info, Kind
 from dockyard.snapshots.mount import Mount
-from dockyard.snapshots.tarfs import ApplyResult, apply_layer, write_layer_from_upper
+
+if TYPE_CHECKING:  # tarfs (tarfile, hashing, compression) is imported by the calls that need it
+    from dockyard.snapshots.tarfs import ApplyResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -54,6 +58,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
 """
+#: A fingerprint of _SCHEMA, stored in ``PRAGMA user_version`` once it is in place.
+_SCHEMA_VERSION = zlib.crc32(_SCHEMA.encode()) & 0x7FFFFFFF or 1
 
 _CHAIN = """
 WITH RECURSIVE chain(id, parent, depth) AS (
@@ -78,8 +84,11 @@ class OverlaySnapshotter:
     """:class:`~dockyard.snapshots.Snapshotter` over overlayfs; see the module docstring for layout.
 
     ``allow_devices`` is passed to :func:`~dockyard.snapshots.tarfs.apply_layer` (device nodes in
-    layers are refused by default).  Instances hold no open resources: each call opens its own
-    database connection, so an instance may be shared by threads and survives ``fork``.
+    layers are refused by default).  Each thread uses one database connection of its own, opened on
+    first use and kept for the next calls (opening one and closing it, which checkpoints the WAL,
+    per call cost more than the calls); a nested call inside a transaction gets a fresh one, and a
+    forked child opens its own and never touches (or closes) the ones it inherited.  So an instance
+    may be shared by threads and survives ``fork``.
     """
 
     def __init__(self, root: Path, *, allow_devices: bool = False) -> None:
@@ -91,16 +100,24 @@ class OverlaySnapshotter:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
         self._db_path = self.root / "metadata.db"
-        conn = self._connect()
-        try:
+        self._local = threading.local()
+        self._inherited: list[sqlite3.Connection] = []
+        conn = self._conn()
+        # journal_mode=WAL is stored in the file; the schema is checked by its version number, so
+        # an existing database costs one read here, not a write transaction.
+        if conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN IMMEDIATE")
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+            try:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     # -- database plumbing ------------------------------------------------------------------
 
@@ -110,10 +127,24 @@ class OverlaySnapshotter:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (a new one in a forked child: the parent's stay untouched)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            if conn is not None:
+                self._inherited.append(conn)  # closing it here could checkpoint under the parent
+            conn = local.conn = self._connect()
+            local.pid = os.getpid()
+        return conn
+
     @contextmanager
     def _tx(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction; IMMEDIATE for writes so concurrent writers queue instead of deadlocking."""
-        conn = self._connect()
+        conn = self._conn()
+        nested = conn.in_transaction
+        if nested:  # a call inside another call's transaction: a connection of its own, as before
+            conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -124,7 +155,8 @@ class OverlaySnapshotter:
                     conn.execute("ROLLBACK")
                 raise
         finally:
-            conn.close()
+            if nested:
+                conn.close()
 
     @staticmethod
     def _row(db: sqlite3.Connection, name: str) -> tuple[int, str, int | None] | None:
@@ -264,6 +296,8 @@ class OverlaySnapshotter:
             sid, kind, _ = self._need(db, key)
         if kind == "view":
             raise FailedPrecondition(f"snapshot {key!r} is a view: it has no changes")
+        from dockyard.snapshots.tarfs import write_layer_from_upper
+
         return write_layer_from_upper(self._dir(sid) / "fs", out)
 
     def remove(self, key: str) -> None:
@@ -289,6 +323,8 @@ class OverlaySnapshotter:
         Two processes applying the same name both unpack; the first to commit wins and the other
         gets AlreadyExists and discards its copy, so readers never see a partial layer.
         """
+        from dockyard.snapshots.tarfs import apply_layer
+
         self._check_name(name)
         with self._tx(write=False) as db:  # cheap early answers before unpacking anything
             if self._row(db, name) is not None:
