@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from aiohttp import web
+from dockyard.engine.options import parse_detach_keys
 
 STDIN, STDOUT, STDERR, SYSERR = 0, 1, 2, 3
 RAW_STREAM = "application/vnd.docker.raw-stream"
@@ -58,25 +59,7 @@ def stream_type(request: web.Request, tty: bool) -> str:
     return RAW_STREAM if tty or version < (1, 42) else MULTIPLEXED_STREAM
 
 
-_KEYS = {f"ctrl-{c}": bytes([i + 1]) for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
-_KEYS.update({"ctrl-@": b"\x00", "ctrl-[": b"\x1b", "ctrl-\\": b"\x1c", "ctrl-]": b"\x1d", "ctrl-^": b"\x1e",
-              "ctrl-_": b"\x1f"})
-
-
-def detach_keys(spec: str | None) -> bytes:
-    """The ``detachKeys`` parameter ("ctrl-p,ctrl-q", the default) as bytes."""
-    from dockyard.errors import InvalidArgument
-
-    out = b""
-    for part in (spec or "ctrl-p,ctrl-q").split(","):
-        part = part.strip().lower()
-        if part in _KEYS:
-            out += _KEYS[part]
-        elif len(part) == 1:
-            out += part.encode()
-        else:
-            raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
-    return out
+detach_keys = parse_detach_keys  # the API's detachKeys parameter: the CLI's parser
 
 
 def dumps(obj: Any) -> bytes:

@@ -17,25 +17,8 @@ from dockyard.cli.containers import container
 from dockyard.cli.main import cli
 from dockyard.cli.render import for_each, print_inspected, print_table
 from dockyard.cli.units import human_size
+from dockyard.engine.options import parse_detach_keys
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
-
-_KEYS = {f"ctrl-{c}": bytes([i + 1]) for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
-_KEYS.update({"ctrl-@": b"\x00", "ctrl-[": b"\x1b", "ctrl-\\": b"\x1c", "ctrl-]": b"\x1d", "ctrl-^": b"\x1e",
-              "ctrl-_": b"\x1f"})
-
-
-def detach_keys(spec: str) -> bytes:
-    out = b""
-    for part in spec.split(","):
-        part = part.strip().lower()
-        if part in _KEYS:
-            out += _KEYS[part]
-        elif len(part) == 1:
-            out += part.encode()
-        else:
-            raise InvalidArgument(f"invalid detach keys ({spec}) provided")
-    return out
-
 
 def _attach_and_start(engine, rec, *, stdin: bool, keys: str, start: bool) -> int:
     """Attach this terminal to the container (starting it once attached), return its exit code."""
@@ -48,7 +31,7 @@ def _attach_and_start(engine, rec, *, stdin: bool, keys: str, start: bool) -> in
         try:
             result["detached"] = rt.attach(
                 rec.id, stdin=sys.stdin.buffer if stdin else None, stdout=sys.stdout.buffer,
-                stderr=sys.stderr.buffer, tty=tty, detach_keys=detach_keys(keys),
+                stderr=sys.stderr.buffer, tty=tty, detach_keys=parse_detach_keys(keys),
                 on_attached=(lambda: (attached.set(), started.wait(30)) and None) if started else attached.set)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             result["error"] = exc

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from dockyard.cli.main import CONTEXT_SETTINGS, DockyardGroup, cli
-from dockyard.cli.render import confirm, for_each, print_inspected, print_table
+from dockyard.cli.render import daemon_call, key_values, confirm, for_each, print_inspected, print_table
 from dockyard.engine.options import Filters
 from dockyard.errors import DockyardError, NotFound
 
@@ -18,22 +18,6 @@ from dockyard.errors import DockyardError, NotFound
 @cli.group("network", cls=DockyardGroup, context_settings=CONTEXT_SETTINGS)
 def network() -> None:
     """Manage networks"""
-
-
-def _daemon(call):
-    try:
-        return call()
-    except DockyardError as exc:
-        click.echo(f"Error response from daemon: {exc}", err=True)
-        sys.exit(1)
-
-
-def _kv(items: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        out[k] = v
-    return out
 
 
 @network.command("create")
@@ -60,8 +44,8 @@ def network_create(engine, name, driver, subnet, gateway, ip_range, internal, la
         sys.exit(1)
     o = NetworkCreateOptions(name=name, driver=driver, subnet=subnet[0] if subnet else "",
                              gateway=gateway[0] if gateway else "", ip_range=ip_range[0] if ip_range else "",
-                             internal=internal, labels=_kv(labels), options=_kv(opts))
-    net = _daemon(lambda: engine.networks.create(o))
+                             internal=internal, labels=key_values(labels), options=key_values(opts))
+    net = daemon_call(lambda: engine.networks.create(o))
     click.echo(net.id)
 
 
@@ -101,7 +85,7 @@ NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scop
 def network_ls(engine, quiet, filters, fmt, no_trunc) -> None:
     """List networks"""
     f = Filters.parse(filters)
-    nets = sorted(_daemon(lambda: engine.networks.list(f)), key=lambda n: n.name)
+    nets = sorted(daemon_call(lambda: engine.networks.list(f)), key=lambda n: n.name)
     if quiet:
         for n in nets:
             click.echo(n.id if no_trunc else n.id[:12])
@@ -161,7 +145,7 @@ def network_prune(engine, force, filters) -> None:
     if not force and not confirm("WARNING! This will remove all custom networks not used by at least one "
                                  "container."):
         return
-    removed = _daemon(lambda: engine.networks.prune(f))
+    removed = daemon_call(lambda: engine.networks.prune(f))
     if removed:
         click.echo("Deleted Networks:")
         for name in removed:
@@ -177,7 +161,7 @@ def network_prune(engine, force, filters) -> None:
 @click.pass_obj
 def network_connect(engine, network_name, container, aliases, ip) -> None:
     """Connect a container to a network"""
-    _daemon(lambda: engine.networks.connect(network_name, container, aliases=list(aliases), ip=ip))
+    daemon_call(lambda: engine.networks.connect(network_name, container, aliases=list(aliases), ip=ip))
 
 
 @network.command("disconnect")
@@ -187,4 +171,4 @@ def network_connect(engine, network_name, container, aliases, ip) -> None:
 @click.pass_obj
 def network_disconnect(engine, network_name, container, force) -> None:
     """Disconnect a container from a network"""
-    _daemon(lambda: engine.networks.disconnect(network_name, container, force=force))
+    daemon_call(lambda: engine.networks.disconnect(network_name, container, force=force))

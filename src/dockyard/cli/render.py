@@ -72,3 +72,24 @@ def confirm(warning: str) -> bool:
     click.echo("Are you sure you want to continue? [y/N] ", nl=False)
     answer = sys.stdin.readline().strip().lower()
     return answer in ("y", "yes")
+
+
+def daemon_call(call):
+    """Run an engine call the way docker's resource commands report failures: "Error response from
+    daemon: ..." on stderr and exit 1 (volume, network, ...)."""
+    from dockyard.errors import DockyardError
+
+    try:
+        return call()
+    except DockyardError as exc:
+        click.echo(f"Error response from daemon: {exc}", err=True)
+        sys.exit(1)
+
+
+def key_values(items) -> dict[str, str]:
+    """``--label k=v`` / ``-o k=v`` values as a dict (a bare ``k`` maps to "")."""
+    out: dict[str, str] = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        out[k] = v
+    return out

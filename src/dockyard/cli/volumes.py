@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -15,7 +14,7 @@ import click
 
 from dockyard.cli.container_io import system_group
 from dockyard.cli.main import CONTEXT_SETTINGS, DockyardGroup, cli
-from dockyard.cli.render import print_inspected, confirm, print_table
+from dockyard.cli.render import daemon_call, key_values, print_inspected, confirm, print_table
 from dockyard.cli.units import human_duration, human_size
 from dockyard.engine.options import Filters
 from dockyard.errors import DockyardError, NotFound
@@ -24,22 +23,6 @@ from dockyard.errors import DockyardError, NotFound
 @cli.group("volume", cls=DockyardGroup, context_settings=CONTEXT_SETTINGS)
 def volume() -> None:
     """Manage volumes"""
-
-
-def _daemon(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except DockyardError as exc:
-        click.echo(f"Error response from daemon: {exc}", err=True)
-        sys.exit(1)
-
-
-def _kv(items: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        out[k] = v
-    return out
 
 
 @volume.command("create")
@@ -55,8 +38,8 @@ def volume_create(engine, name, driver, labels, opts, name_flag) -> None:
 
     if name and name_flag:
         raise click.UsageError("conflicting options: either specify --name or provide positional arg, not both")
-    o = VolumeCreateOptions(name=name or name_flag, driver=driver, driver_opts=_kv(opts), labels=_kv(labels))
-    rec = _daemon(lambda: engine.volumes.create(o))
+    o = VolumeCreateOptions(name=name or name_flag, driver=driver, driver_opts=key_values(opts), labels=key_values(labels))
+    rec = daemon_call(lambda: engine.volumes.create(o))
     click.echo(rec.name)
 
 
@@ -101,7 +84,7 @@ def _natural(name: str) -> list:
 def volume_ls(engine, quiet, filters, fmt, cluster) -> None:
     """List volumes"""
     f = Filters.parse(filters)
-    recs = sorted(_daemon(lambda: engine.volumes.list(f)), key=lambda r: _natural(r.name))
+    recs = sorted(daemon_call(lambda: engine.volumes.list(f)), key=lambda r: _natural(r.name))
     if quiet:
         for r in recs:
             click.echo(r.name)
@@ -167,7 +150,7 @@ def volume_prune(engine, all_, force, filters) -> None:
     what = "all local volumes" if everything else "anonymous local volumes"
     if not force and not confirm(f"WARNING! This will remove {what} not used by at least one container."):
         return
-    report = _daemon(lambda: engine.volumes.prune(VolumePruneOptions(all=all_, filters=f)))
+    report = daemon_call(lambda: engine.volumes.prune(VolumePruneOptions(all=all_, filters=f)))
     if report.deleted:
         click.echo("Deleted Volumes:")
         for name in report.deleted:
@@ -182,7 +165,7 @@ def volume_prune(engine, all_, force, filters) -> None:
 def volume_sync(engine, names) -> None:
     """Synchronise volumes with their remote store now (drivers that have one, e.g. azureblob)"""
     for n in names:
-        _daemon(partial(engine.volumes.sync, n))
+        daemon_call(partial(engine.volumes.sync, n))
         click.echo(n)
 
 

@@ -169,3 +169,24 @@ class ContainerCreateOptions:
     expose: list[str] = field(default_factory=list)
     mounts: list = field(default_factory=list)          # MountSpec values from -v and --mount, in order
     volume_driver: str = ""                             # --volume-driver: for new volumes of -v
+
+
+_DETACH_KEYS = {f"ctrl-{c}": bytes([i + 1]) for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
+_DETACH_KEYS.update({"ctrl-@": b"\x00", "ctrl-[": b"\x1b", "ctrl-\\": b"\x1c", "ctrl-]": b"\x1d",
+                     "ctrl-^": b"\x1e", "ctrl-_": b"\x1f"})
+
+
+def parse_detach_keys(spec: str | None) -> bytes:
+    """``--detach-keys`` / the API's ``detachKeys`` ("ctrl-p,ctrl-q" when not given) as bytes."""
+    from dockyard.errors import InvalidArgument
+
+    out = b""
+    for part in (spec or "ctrl-p,ctrl-q").split(","):
+        part = part.strip().lower()
+        if part in _DETACH_KEYS:
+            out += _DETACH_KEYS[part]
+        elif len(part) == 1:
+            out += part.encode()
+        else:
+            raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+    return out
