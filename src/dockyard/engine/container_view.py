@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dockyard.containers.store import ContainerRecord
-from dockyard.engine.images import rfc3339
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerEngine
@@ -14,7 +13,11 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _t(ts: float) -> str:
-    return rfc3339(ts) if ts else ZERO_TIME
+    if not ts:
+        return ZERO_TIME
+    from dockyard.engine.images import rfc3339  # a big module: not on the `run` path
+
+    return rfc3339(ts)
 
 
 def status_text(rec: ContainerRecord, now: float | None = None) -> str:

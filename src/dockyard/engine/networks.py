@@ -14,7 +14,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dockyard.containers.store import ACTIVE, ContainerRecord
-from dockyard.engine.images import _labels_match, _until, rfc3339
 from dockyard.engine.options import Filters
 from dockyard.errors import InvalidArgument
 from dockyard.networks.model import Network, PortMapping, format_mapping, port_key
@@ -69,6 +68,8 @@ class NetworkEngine:
         return self.store.get(name_or_id)
 
     def list(self, filters: Filters | None = None) -> builtins.list[Network]:
+        from dockyard.engine.images import _labels_match
+
         self.service.ensure_builtin()
         f = filters or Filters()
         f.check({"driver", "id", "label", "name", "scope", "type", "dangling"})
@@ -103,6 +104,8 @@ class NetworkEngine:
     def prune(self, filters: Filters | None = None) -> builtins.list[str]:
         f = filters or Filters()
         f.check({"until", "label", "label!"})
+        from dockyard.engine.images import _labels_match, _until  # not on the container run path
+
         until = min((_until(v) for v in f.get("until")), default=None)
         removed = []
         self.cleanup()
@@ -290,12 +293,18 @@ class NetworkEngine:
                 c["IPRange"] = net.ip_range
             config.append(c)
         return {
-            "Name": net.name, "Id": net.id, "Created": rfc3339(net.created), "Scope": "local",
+            "Name": net.name, "Id": net.id, "Created": _rfc3339(net.created), "Scope": "local",
             "Driver": net.driver, "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": {} if net.name != "bridge" else None, "Config": config},
             "Internal": net.internal, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
             "ConfigOnly": False, "Containers": containers, "Options": net.options, "Labels": net.labels,
         }
+
+
+def _rfc3339(ts: float) -> str:
+    from dockyard.engine.images import rfc3339
+
+    return rfc3339(ts)
 
 
 def _prefix(net: Network) -> int:
