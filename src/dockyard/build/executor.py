@@ -64,6 +64,7 @@ from dockyard.build.plan import (
     resolve_arg,
 )
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.oci.reference import display_name
 
 OUTPUT_TAIL = 12
 
@@ -192,7 +193,7 @@ class Executor:
             base_id, shown = None, "FROM scratch"
         else:
             try:
-                base_id, shown = self._image(stage.base, stage.platform), f"FROM {_full_name(stage.base)}"
+                base_id, shown = self._image(stage.base, stage.platform), f"FROM {display_name(stage.base, familiar=False)}"
             except DockyardError as exc:
                 raise self._annotate(exc, from_ins, f"[{label}] FROM {stage.base}") from None
         config = copy.deepcopy(self.images.config(base_id, stage.platform))
@@ -446,11 +447,11 @@ class Executor:
         except DockyardError as exc:
             if row is not None:
                 return row.id
-            full = _full_name(name)
-            raise NotFound(f"{_familiar(name)}: failed to resolve source metadata for {full}: {exc}") from None
+            full = display_name(name, familiar=False)
+            raise NotFound(f"{display_name(name)}: failed to resolve source metadata for {full}: {exc}") from None
         row = self.store.lookup(name)
         if row is None:
-            raise NotFound(f"{_familiar(name)}: failed to resolve source metadata for {_full_name(name)}: not found")
+            raise NotFound(f"{display_name(name)}: failed to resolve source metadata for {display_name(name, familiar=False)}: not found")
         return row.id
 
 
@@ -497,26 +498,6 @@ def _user_primary(root: Path, user: str, owner: tuple[int, int]) -> tuple[int, i
 def _one_line(text: str) -> str:
     first = text.split("\n", 1)[0]
     return " ".join(first.replace("\\\n", " ").split())
-
-
-def _full_name(name: str) -> str:
-    from dockyard.oci.reference import parse_normalized
-
-    try:
-        ref = parse_normalized(name)
-    except DockyardError:
-        return name
-    return str(ref.with_default_tag()) if ref.digest is None else str(ref)
-
-
-def _familiar(name: str) -> str:
-    from dockyard.oci.reference import parse_normalized
-
-    try:
-        ref = parse_normalized(name)
-    except DockyardError:
-        return name
-    return ref.with_default_tag().familiar_string() if ref.digest is None else ref.familiar_string()
 
 
 __all__ = ["BuildRequest", "Executor"]

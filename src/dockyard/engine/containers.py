@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from dockyard.containers.model import ContainerSpec, HealthSpec
 from dockyard.containers.store import ACTIVE, ContainerRecord, ContainerStore
 from dockyard.engine.options import ContainerCreateOptions, Filters
+from dockyard.oci.reference import display_name
 from dockyard.errors import (
     Conflict,
     DockyardError,
@@ -167,8 +168,8 @@ class ContainerEngine:
     def create(self, opts: ContainerCreateOptions) -> ContainerRecord:
         image = self.engine.image_store.lookup(opts.image)
         if image is None:
-            raise NotFound(f"Unable to find image '{_familiar(opts.image)}' locally\n"
-                           f"Error: No such image: {_familiar(opts.image)}")
+            raise NotFound(f"Unable to find image '{display_name(opts.image)}' locally\n"
+                           f"Error: No such image: {display_name(opts.image)}")
         cfg = self.engine.image_store.config(image.id).to_dict().get("config") or {}
         name = opts.name.lstrip("/") if opts.name else ""
         if name and not NAME_RE.match(name):
@@ -412,16 +413,6 @@ def _exposed(image: dict | None, expose: list[str], publish: list[str]) -> dict[
     for key in merge_bindings(publish):
         out[key] = {}
     return out
-
-
-def _familiar(name: str) -> str:
-    from dockyard.oci.reference import parse_normalized
-
-    try:
-        ref = parse_normalized(name)
-    except DockyardError:
-        return name
-    return ref.with_default_tag().familiar_string() if ref.digest is None else ref.familiar_string()
 
 
 def _health(image_hc: dict | None, opts: ContainerCreateOptions) -> HealthSpec | None:

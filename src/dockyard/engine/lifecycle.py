@@ -283,22 +283,17 @@ class Lifecycle:
     def _unmount_volumes(self, rec: ContainerRecord) -> None:
         """Release the volume mounts of the run that ended (best effort: an exit is recorded even
         when a driver cannot be reached; the error lands in the container's Error)."""
-        if not any(m.type == "volume" for m in rec.spec.mounts):
-            return
-        try:
-            errors = self.engine.volumes.unmount(rec.id)
-        except DockyardError as exc:
-            errors = [str(exc)]
-        if errors:
-            try:
-                self.store.update(rec.id, error="; ".join(errors))
-            except DockyardError:
-                pass
+        if any(m.type == "volume" for m in rec.spec.mounts):
+            self._release(rec, lambda: self.engine.volumes.unmount(rec.id))
 
     def _teardown_network(self, rec: ContainerRecord) -> None:
         """Release the run's network (best effort, like the volumes: the exit is recorded anyway)."""
+        self._release(rec, lambda: self.engine.networks.teardown(rec))
+
+    def _release(self, rec: ContainerRecord, release) -> None:
+        """Run ``release`` (returns the errors it met, or raises); errors land in the container's Error."""
         try:
-            errors = self.engine.networks.teardown(rec)
+            errors = release()
         except DockyardError as exc:
             errors = [str(exc)]
         if errors:

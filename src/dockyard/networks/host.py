@@ -32,8 +32,9 @@ def network_lock() -> Iterator[None]:
         os.close(fd)
 
 
-def routes() -> list[ipaddress.IPv4Network]:
-    """The host's IPv4 routes (main table, from /proc/net/route), default route excluded."""
+def routes() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """The host's IPv4 routes as (interface, destination), from /proc/net/route (the main table);
+    the default route is left out: it overlaps everything."""
     out = []
     try:
         with open("/proc/net/route") as f:
@@ -46,7 +47,7 @@ def routes() -> list[ipaddress.IPv4Network]:
                 mask = socket.inet_ntoa(struct.pack("<L", int(parts[7], 16)))
                 net = ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
                 if net.prefixlen:
-                    out.append(net)
+                    out.append((parts[0], net))
     except OSError:
         pass
     return out
@@ -54,23 +55,6 @@ def routes() -> list[ipaddress.IPv4Network]:
 
 def interface_exists(name: str) -> bool:
     return bool(name) and os.path.exists(f"/sys/class/net/{name}")
-
-
-def interface_routes(name: str) -> list[ipaddress.IPv4Network]:
-    """Routes that go through ``name`` (so a bridge we own is not counted as a clash with itself)."""
-    out = []
-    try:
-        with open("/proc/net/route") as f:
-            next(f, None)
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 8 and parts[0] == name:
-                    dest = socket.inet_ntoa(struct.pack("<L", int(parts[1], 16)))
-                    mask = socket.inet_ntoa(struct.pack("<L", int(parts[7], 16)))
-                    out.append(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False))
-    except OSError:
-        pass
-    return out
 
 
 def _sock(host_ip: str, protocol: str) -> socket.socket:

@@ -72,14 +72,11 @@ class NetworkService:
 
     def _taken_subnets(self) -> list[ipaddress.IPv4Network]:
         """The host's routes, this root's networks and the networks other data roots claimed."""
-        own = {n.interface for n in self.store.all()}
-        routes = [r for r in host.routes()]
-        for iface in own:  # our own bridges' routes are our networks, counted below
-            for r in host.interface_routes(iface):
-                if r in routes:
-                    routes.remove(r)
+        nets = self.store.all()
+        own = {n.interface for n in nets}
+        routes = [r for iface, r in host.routes() if iface not in own]  # ours are counted below
         elsewhere, _ = host.claimed_elsewhere(str(self.root))
-        return routes + elsewhere + [ipam.parse_subnet(n.subnet) for n in self.store.all() if n.subnet]
+        return routes + elsewhere + [ipam.parse_subnet(n.subnet) for n in nets if n.subnet]
 
     def _claim(self, net: Network) -> None:
         host.claim(str(self.root), net.id, net.name, net.subnet, net.interface)

@@ -232,6 +232,19 @@ def parse_normalized(s: str) -> Reference:
     return parse(domain + "/" + remainder)
 
 
+def display_name(s: str, *, familiar: bool = True) -> str:
+    """A name the user typed, as Docker prints it in messages: the familiar form with the default
+    tag (``busybox:latest``), or with ``familiar=False`` the full one
+    (``docker.io/library/busybox:latest``); a string that is no reference comes back unchanged."""
+    try:
+        ref = parse_normalized(s)
+    except InvalidArgument:
+        return s
+    if ref.digest is None:
+        ref = ref.with_default_tag()
+    return ref.familiar_string() if familiar else str(ref)
+
+
 def parse_docker_ref(s: str) -> Reference:
     """Normalise as Docker stores images: tagged *or* digested, never both, never bare.
 
