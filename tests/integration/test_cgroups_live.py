@@ -20,7 +20,8 @@ import pytest
 
 from dockyard.errors import FailedPrecondition, NotFound
 from dockyard.runtime import cgroups
-from dockyard.runtime.cgroups import CgroupPaths, cpu_percent, oom_kill_count, read_stats
+from dockyard.runtime.cgroup_stats import cpu_percent, read_stats
+from dockyard.runtime.cgroups import CgroupPaths, oom_kill_count
 
 pytestmark = [
     pytest.mark.root,

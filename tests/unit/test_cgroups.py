@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import NotFound
-from dockyard.runtime import cgroups
-from dockyard.runtime.cgroups import CgroupPaths, NetworkStats, Stats, cpu_percent, oom_kill_count, read_stats
+from dockyard.runtime import cgroup_stats, cgroups
+from dockyard.runtime.cgroup_stats import NetworkStats, Stats, cpu_percent, read_stats
+from dockyard.runtime.cgroups import CgroupPaths, oom_kill_count
 
 HYBRID_MOUNTINFO = """\
 25 1 0:23 / / rw,relatime - ext4 /dev/vda rw
@@ -114,7 +115,7 @@ def test_read_stats_v1(tmp_path: Path, proc: Path) -> None:
     assert s.cpu_total_ns == 123456789
     assert s.cpu_percpu_ns == (100000000, 23456789)
     # (100+0+50+800+10+5+5) ticks; steal/guest are not counted, as in moby
-    assert s.system_cpu_ns == 970 * 1_000_000_000 // cgroups.CLOCK_TICKS
+    assert s.system_cpu_ns == 970 * 1_000_000_000 // cgroup_stats.CLOCK_TICKS
     assert s.online_cpus == 2
     assert s.memory_usage == 10485760
     assert s.memory_limit == 2048000 * 1024  # unlimited: the host's MemTotal

@@ -255,7 +255,7 @@ container.add_command(top_cmd, "top")
 @click.pass_obj
 def stats_cmd(engine, names, all_, no_stream, no_trunc, fmt) -> None:
     """Display a live stream of container(s) resource usage statistics"""
-    from dockyard.runtime.cgroups import cpu_percent
+    from dockyard.runtime.cgroup_stats import cpu_percent
 
     def targets():
         if names:

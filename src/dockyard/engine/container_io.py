@@ -260,7 +260,8 @@ class ContainerIO:
         return top(self.runtime.ps(rec.id), ps_args)
 
     def stats(self, rec: ContainerRecord):
-        from dockyard.runtime.cgroups import CgroupPaths, read_stats
+        from dockyard.runtime.cgroup_stats import read_stats
+        from dockyard.runtime.cgroups import CgroupPaths
 
         return read_stats(CgroupPaths.for_container(self.lifecycle.cgroups_path(rec.id)), rec.pid or None)
 
