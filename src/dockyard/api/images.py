@@ -34,7 +34,7 @@ from dockyard.api.app import _vtuple, call, engine_of, json_body, query_bool, qu
 from dockyard.api.streams import ThreadReader, ThreadWriter, dumps, iterate, run_in_thread
 from dockyard.build.events import BuildFinished, BuildWarning, StepDone, StepOutput, StepStarted
 from dockyard.engine.build import BuildOptions
-from dockyard.engine.options import (
+from dockyard.engine.image_options import (
     ImageListOptions,
     ImagePruneOptions,
     ImageRemoveOptions,

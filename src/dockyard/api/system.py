@@ -232,7 +232,7 @@ def df_view(engine, types: set[str]) -> dict[str, Any]:
     """``/system/df``: images (with their container counts), containers with sizes, volumes with
     usage; dockyard has no build cache to report."""
     from dockyard.api.containers import container_summary
-    from dockyard.engine.options import ImageListOptions
+    from dockyard.engine.image_options import ImageListOptions
     from dockyard.engine.volumes import volume_view
 
     out: dict[str, Any] = {}

@@ -13,8 +13,8 @@ import click
 from dockyard.cli.main import CONTEXT_SETTINGS, DockyardGroup, cli
 from dockyard.cli.render import print_inspected, confirm, print_table
 from dockyard.cli.units import human_duration, human_size
-from dockyard.engine.options import (
-    Filters,
+from dockyard.engine.options import Filters
+from dockyard.engine.image_options import (
     ImageListOptions,
     ImagePruneOptions,
     ImageRemoveOptions,

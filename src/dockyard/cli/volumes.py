@@ -191,7 +191,7 @@ def _ago(ts: float) -> str:
 def system_df(engine, verbose, fmt) -> None:
     """Show dockyard disk usage"""
     from dockyard.cli.containers import ellipsis, go_quote, status_text
-    from dockyard.engine.options import ImageListOptions
+    from dockyard.engine.image_options import ImageListOptions
 
     images = engine.images.list(ImageListOptions())
     containers = engine.containers.list(all_=True)

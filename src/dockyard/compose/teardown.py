@@ -120,7 +120,7 @@ class Teardown:
             self.report.status("Volume", name, "Removed")
 
     def _remove_images(self, which: str) -> None:
-        from dockyard.engine.options import ImageRemoveOptions
+        from dockyard.engine.image_options import ImageRemoveOptions
 
         if which not in ("local", "all"):
             raise InvalidArgument(f"invalid --rmi value {which!r}: local or all")

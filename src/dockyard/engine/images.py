@@ -19,7 +19,7 @@ from dockyard.metadata.db import ImageRow
 from dockyard.oci.digest import Digester, short_id
 from dockyard.oci.reference import parse_normalized
 from dockyard.snapshots.compression import open_layer_reader
-from dockyard.engine.options import (
+from dockyard.engine.image_options import (
     HistoryEntry,
     ImageDeleteItem,
     ImageListOptions,

@@ -1,5 +1,6 @@
 """Options and reports of the engine facade: what the CLI, the API server and compose pass in and get
-back.  Plain dataclasses; no wire formats (the faces render them as tables or Docker's JSON)."""
+back.  Plain dataclasses; no wire formats (the faces render them as tables or Docker's JSON).  The
+image side's are in :mod:`dockyard.engine.image_options`."""
 
 from __future__ import annotations
 
@@ -36,73 +37,6 @@ class Filters:
 
     def __contains__(self, key: str) -> bool:
         return key in self.values
-
-
-@dataclass
-class ImageListOptions:
-    all: bool = False
-    filters: Filters = field(default_factory=Filters)
-
-
-@dataclass
-class ImageSummary:
-    id: str
-    repo_tags: list[str]                 # familiar "busybox:latest"
-    repo_digests: list[str]              # familiar "busybox@sha256:..."
-    created: float                       # seconds since the epoch
-    size: int
-    labels: dict[str, str]
-    parent: str
-    containers: int
-
-
-@dataclass
-class ImageRemoveOptions:
-    force: bool = False
-    prune: bool = True
-
-
-@dataclass
-class ImageDeleteItem:
-    untagged: str | None = None
-    deleted: str | None = None
-
-
-@dataclass
-class ImagePruneOptions:
-    all: bool = False
-    filters: Filters = field(default_factory=Filters)
-
-
-@dataclass
-class ImagePruneReport:
-    items: list[ImageDeleteItem]
-    reclaimed: int
-
-
-@dataclass
-class HistoryEntry:
-    id: str                              # image ID for the top entry, "<missing>" otherwise
-    created: float
-    created_by: str
-    size: int
-    comment: str
-    tags: list[str]
-
-
-@dataclass
-class ImportOptions:
-    reference: str | None = None
-    changes: list[str] = field(default_factory=list)
-    message: str = ""
-    platform: str | None = None
-    source_name: str = "-"               # shown in the history comment: "Imported from -"
-
-
-@dataclass
-class SaveOptions:
-    names: list[str]
-    format: str = "docker-archive"       # docker-archive | oci-archive | oci-dir
 
 
 def _resources():
