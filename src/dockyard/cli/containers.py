@@ -122,6 +122,8 @@ def build_options(kw: dict, attach: bool) -> ContainerCreateOptions:
 
 
 def _mounts(volumes: tuple[str, ...], mounts: tuple[str, ...], volume_driver: str) -> list:
+    if not volumes and not mounts:
+        return []
     from dockyard.volumes.mountspec import parse_mount, parse_volume
 
     return [*(parse_volume(v, volume_driver) for v in volumes), *(parse_mount(m) for m in mounts)]

@@ -18,7 +18,6 @@ when the bytes do not match the expected digest or size (the ingest is aborted, 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -30,6 +29,9 @@ from typing import BinaryIO
 
 from dockyard.errors import DataLoss, InvalidArgument, NotFound
 from dockyard.oci.digest import validate_digest
+
+# hashlib is imported where a digest is computed: loading OpenSSL would cost every command that
+# only reads the store (`dockyard run` among them) a few milliseconds.
 
 CHUNK = 1 << 20
 
@@ -48,6 +50,7 @@ class Writer:
         self._store = store
         self._dir = directory
         self._resumable = resumable
+        import hashlib
         self._hash = hashlib.sha256()
         data = directory / "data"
         self.offset = 0
@@ -192,12 +195,14 @@ class ContentStore:
             d = self.ingest_dir / uuid.uuid4().hex
             d.mkdir(parents=True)
             return Writer(self, d, resumable=False)
+        import hashlib
         d = self.ingest_dir / hashlib.sha256(ref.encode()).hexdigest()[:32]
         d.mkdir(parents=True, exist_ok=True)
         (d / "ref").write_text(ref)
         return Writer(self, d, resumable=True)
 
     def put_bytes(self, data: bytes, expected: str | None = None) -> str:
+        import hashlib
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if expected is not None and expected != digest:
             raise DataLoss(f"digest mismatch: expected {expected}, got {digest}")

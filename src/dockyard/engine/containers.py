@@ -13,9 +13,7 @@ from __future__ import annotations
 import os
 import random
 import re
-import secrets
 import signal as signals
-import socket
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -67,6 +65,14 @@ _NAMES = ["albattani", "allen", "almeida", "archimedes", "ardinghelli", "babbage
           "sutherland", "swanson", "swartz", "swirles", "tesla", "thompson", "torvalds", "turing", "varahamihira",
           "visvesvaraya", "volhard", "wescoff", "wiles", "williams", "wilson", "wing", "wozniak", "wright",
           "yalow", "yonath"]
+
+
+def _bindings(publish: list[str]) -> dict:
+    if not publish:
+        return {}
+    from dockyard.networks.model import merge_bindings
+
+    return merge_bindings(publish)
 
 
 def random_name() -> str:
@@ -201,16 +207,14 @@ class ContainerEngine:
                     continue
                 e = f"{e}={value}"
             env = [x for x in env if x.split("=", 1)[0] != key] + [e]
-        from dockyard.networks.model import merge_bindings
-
         health = _health(cfg.get("Healthcheck"), opts)
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()  # secrets.token_hex, without importing secrets (hmac, OpenSSL)
         spec = ContainerSpec(
             id=cid, name=name, image_id=image.id, image_name=opts.image, args=args,
             entrypoint=entrypoint, cmd=cmd, env=env,
             working_dir=opts.workdir or cfg.get("WorkingDir") or "",
             user=opts.user if opts.user is not None else (cfg.get("User") or ""),
-            hostname=opts.hostname or (socket.gethostname() if opts.network == "host" else cid[:12]),
+            hostname=opts.hostname or (os.uname().nodename if opts.network == "host" else cid[:12]),
             domainname=opts.domainname,
             labels={**(cfg.get("Labels") or {}), **opts.labels},
             tty=opts.tty, open_stdin=opts.interactive, stdin_once=opts.interactive and opts.attach,
@@ -226,7 +230,7 @@ class ContainerEngine:
             extra_hosts=list(opts.add_hosts), dns=list(opts.dns), dns_search=list(opts.dns_search),
             dns_options=list(opts.dns_options), network_mode=opts.network or "bridge",
             network_aliases=list(opts.network_aliases), ipv4_address=opts.ip, mac_address=opts.mac_address,
-            port_bindings=merge_bindings(opts.publish), publish_all=opts.publish_all,
+            port_bindings=_bindings(opts.publish), publish_all=opts.publish_all,
             exposed_ports=_exposed(cfg.get("ExposedPorts"), opts.expose, opts.publish),
             volumes=dict(cfg.get("Volumes") or {}),
             auto_remove=opts.auto_remove, cidfile=opts.cidfile, created=time.time(),
@@ -404,9 +408,11 @@ def _port_filter(value: str, keys) -> bool:
 
 def _exposed(image: dict | None, expose: list[str], publish: list[str]) -> dict[str, dict]:
     """ExposedPorts: the image's, --expose's, and every port -p publishes (Docker exposes those too)."""
+    out = dict(image or {})
+    if not expose and not publish:
+        return out
     from dockyard.networks.model import merge_bindings, parse_expose
 
-    out = dict(image or {})
     for e in expose:
         for key in parse_expose(e):
             out[key] = {}

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import threading
 import time
@@ -43,7 +42,12 @@ MAX_BYTES = 4 << 20
 POLL_INTERVAL = 0.1
 FILTER_KEYS = {"container", "event", "image", "label", "network", "type", "volume", "scope", "daemon"}
 TYPES = ("container", "image", "volume", "network", "daemon", "plugin", "builder")
-log = logging.getLogger("dockyard.events")
+
+
+def _log():
+    import logging  # only when something goes wrong: keeps logging off every command's start-up
+
+    return logging.getLogger("dockyard.events")
 
 
 @dataclass(frozen=True)
@@ -238,12 +242,12 @@ class EventLog:
         try:
             self._append(ev.to_line())
         except OSError as exc:
-            log.debug("cannot write event %s %s: %s", type, action, exc)
+            _log().debug("cannot write event %s %s: %s", type, action, exc)
         for cb in list(self._listeners):
             try:
                 cb(ev)
             except Exception:  # noqa: BLE001 - a listener's bug must not break the operation
-                log.exception("event listener failed")
+                _log().exception("event listener failed")
         return ev
 
     def container(self, action: str, rec: Any, **extra: Any) -> Event:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.containers.store import ACTIVE, ContainerRecord, ContainerStore
 from dockyard.errors import DockyardError, FailedPrecondition, NotFound
-from dockyard.snapshots.mount import is_mounted, mount_all, unmount
+from dockyard.snapshots.mount import Mount, is_mounted, mount_all, unmount
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -97,7 +97,7 @@ class Lifecycle:
         self.write_etc_files(rec)
         # Resolve the user now so a bad -u fails at create time, with nothing left behind.  The
         # rootfs stays mounted for the start that usually follows (destroy unmounts it).
-        mount_all(self.engine.snapshotter.mounts(rec.id), self.rootfs(rec.id))
+        mount_all(self.rootfs_mounts(rec), self.rootfs(rec.id))
         self.resolve_user(rec)
 
     def write_etc_files(self, rec: ContainerRecord) -> None:
@@ -111,12 +111,12 @@ class Lifecycle:
                 hosts += "" if hosts.endswith("\n") else "\n"
             except OSError:
                 pass
-        own_ips = self.engine.networks.host_entries(rec.id)
+        own_ips = self.engine.networks.host_entries(rec)
         for entry in spec.extra_hosts:
             name, _, ip = entry.partition(":") if entry.count(":") == 1 else entry.partition("=")
             if ip == "host-gateway":
                 # The host as seen from the container: its network's gateway (host mode: loopback).
-                ip = self.engine.networks.gateway(rec.id) or "127.0.0.1"
+                ip = self.engine.networks.gateway(rec) or "127.0.0.1"
             hosts += f"{ip}\t{name}\n"
         names = spec.hostname + (f".{spec.domainname}\t{spec.hostname}" if spec.domainname else "")
         for ip in own_ips[:1]:
@@ -148,7 +148,7 @@ class Lifecycle:
             servers = list(spec.dns)
         # On user networks the names of the other containers come from aardvark-dns on the gateway
         # (Docker's embedded DNS server); it forwards everything else to the host's resolvers.
-        embedded = self.engine.networks.dns_servers(rec.id)
+        embedded = self.engine.networks.dns_servers(rec)
         if embedded:
             servers = embedded + list(spec.dns)
         if spec.dns_search:
@@ -162,13 +162,32 @@ class Lifecycle:
             out += "options " + " ".join(options) + "\n"
         return out
 
+    def rootfs_mounts(self, rec: ContainerRecord) -> list[Mount]:
+        """The container's root filesystem mounts.  A ``--rm`` container's overlay is ``volatile``
+        (as podman makes it, containers/podman#10220): its writes are thrown away at exit, so the
+        kernel skips syncing them, and unmounting takes a fraction of a millisecond instead of a
+        filesystem sync.  The kernel marks a volatile work dir and refuses to mount it again; a --rm
+        container's upper dir is disposable, so the mark is cleared before a second mount (a start
+        after a reboot)."""
+        mounts = self.engine.snapshotter.mounts(rec.id)
+        if not rec.spec.auto_remove:
+            return mounts
+        out = []
+        for m in mounts:
+            work = next((o.removeprefix("workdir=") for o in m.options if o.startswith("workdir=")), None)
+            if m.type == "overlay" and work:
+                shutil.rmtree(Path(work) / "work" / "incompat", ignore_errors=True)
+                m = Mount(m.type, m.source, [*m.options, "volatile"])
+            out.append(m)
+        return out
+
     @contextmanager
     def mounted(self, rec: ContainerRecord) -> Iterator[Path]:
         """The container's rootfs mounted for the block (left mounted if it already was)."""
         target = self.rootfs(rec.id)
         was = is_mounted(target)
         if not was:
-            mount_all(self.engine.snapshotter.mounts(rec.id), target)
+            mount_all(self.rootfs_mounts(rec), target)
         try:
             yield target
         finally:
@@ -213,7 +232,7 @@ class Lifecycle:
                 return rec
             target = self.rootfs(rec.id)
             if not is_mounted(target):
-                mount_all(self.engine.snapshotter.mounts(rec.id), target)
+                mount_all(self.rootfs_mounts(rec), target)
             try:
                 user = self.resolve_user(rec)
                 d = self.store.dir(rec.id)
@@ -407,6 +426,8 @@ class Lifecycle:
                 return True
         except (AttributeError, DockyardError, OSError):
             pass
+        if not rec.spec.resources.memory:
+            return False  # as Docker: OOMKilled reports the container's own limit, not the host running out
         try:
             from dockyard.runtime.cgroups import CgroupPaths, oom_kill_count
 

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from dockyard.containers.store import ACTIVE, ContainerRecord
 from dockyard.engine.options import Filters
 from dockyard.errors import InvalidArgument
-from dockyard.networks.model import Network, PortMapping, format_mapping, port_key
-from dockyard.networks.service import NetworkService
-from dockyard.networks.store import NetworkStore
 
+# The networks package is imported when a container has a network to set up (or a view needs it):
+# `run --network none|host` and most commands never load it.
 if TYPE_CHECKING:
+    from dockyard.networks.model import Network, PortMapping
+    from dockyard.networks.service import NetworkService
+    from dockyard.networks.store import NetworkStore
     from dockyard.engine import Engine
 
 OWN_MODES = ("host", "none")
@@ -49,11 +51,15 @@ class NetworkEngine:
 
     @cached_property
     def service(self) -> NetworkService:
-        return NetworkService(NetworkStore(self.engine.db), self.engine.root)
+        from dockyard.networks.service import NetworkService
 
-    @property
+        return NetworkService(self.store, self.engine.root)
+
+    @cached_property
     def store(self) -> NetworkStore:
-        return self.service.store
+        from dockyard.networks.store import NetworkStore
+
+        return NetworkStore(self.engine.db)
 
     # -- network commands ----------------------------------------------------------------------
     def create(self, opts: NetworkCreateOptions) -> Network:
@@ -209,20 +215,26 @@ class NetworkEngine:
         return self.service.teardown(rec.id, rec.name)
 
     def detach(self, rec: ContainerRecord) -> None:
-        if uses_endpoints(rec.spec.network_mode) or self.store.endpoints(container_id=rec.id):
+        """At removal: give up the container's addresses.  Only bridge-type modes have any (``connect``
+        refuses host, none and container:X)."""
+        if uses_endpoints(rec.spec.network_mode):
             self.service.detach(rec.id, rec.name)
 
     # -- views ---------------------------------------------------------------------------------
-    def host_entries(self, cid: str) -> builtins.list[str]:
-        return [ep.ip for _, ep in self.service.attachments(cid)]
+    def host_entries(self, rec: ContainerRecord) -> builtins.list[str]:
+        """The container's own addresses (for its /etc/hosts)."""
+        return [ep.ip for _, ep in self._attachments(rec)]
 
-    def dns_servers(self, cid: str) -> builtins.list[str]:
+    def dns_servers(self, rec: ContainerRecord) -> builtins.list[str]:
         """aardvark-dns listens on the gateway of each network with DNS (user networks)."""
-        return [net.gateway for net, _ in self.service.attachments(cid) if net.dns_enabled and net.gateway]
+        return [net.gateway for net, _ in self._attachments(rec) if net.dns_enabled and net.gateway]
 
-    def gateway(self, cid: str) -> str:
-        atts = self.service.attachments(cid)
+    def gateway(self, rec: ContainerRecord) -> str:
+        atts = self._attachments(rec)
         return atts[0][0].gateway if atts else ""
+
+    def _attachments(self, rec: ContainerRecord):
+        return self.service.attachments(rec.id) if uses_endpoints(rec.spec.network_mode) else []
 
     def network_names(self, rec: ContainerRecord) -> builtins.list[str]:
         if not uses_endpoints(rec.spec.network_mode):
@@ -236,6 +248,8 @@ class NetworkEngine:
             return ""  # as NetworkSettings.Ports: a container that is not running has none
         mappings = self.ports(rec.id)
         published = {m.key for m in mappings}
+        from dockyard.networks.model import format_mapping, port_key
+
         parts = [format_mapping(m) for m in mappings]
         parts += [k for k in sorted(rec.spec.exposed_ports, key=port_key) if k not in published]
         return ", ".join(parts)
@@ -323,6 +337,8 @@ def _endpoint_view(network_id: str, gateway: str, ep, running: bool) -> dict[str
 
 def _bindings(rec: ContainerRecord) -> dict[str, builtins.list[dict[str, str]]]:
     """The ports to publish: -p bindings, and with -P every exposed port on a free host port."""
+    from dockyard.networks.model import port_key
+
     bindings = {k: list(v) for k, v in rec.spec.port_bindings.items()}
     if rec.spec.publish_all:
         for key in rec.spec.exposed_ports:

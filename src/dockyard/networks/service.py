@@ -19,7 +19,7 @@ tears down whatever belongs to a container that is not running.
 from __future__ import annotations
 
 import ipaddress
-import secrets
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -55,7 +55,7 @@ class NetworkService:
             for name in BUILTIN:
                 if name in have:
                     continue
-                net = Network(id=secrets.token_hex(32), name=name, driver={"none": "null"}.get(name, name),
+                net = Network(id=os.urandom(32).hex(), name=name, driver={"none": "null"}.get(name, name),
                               created=time.time(), dns_enabled=False)
                 if name == "bridge":
                     subnet = self._free_subnet()
@@ -114,7 +114,7 @@ class NetworkService:
                 if gateway or ip_range:
                     raise InvalidArgument("invalid config: gateway and ip-range need a --subnet")
                 net_addr = self._free_subnet()
-            nid = secrets.token_hex(32)
+            nid = os.urandom(32).hex()
             iface = options.get("com.docker.network.bridge.name") or f"br-{nid[:12]}"
             if len(iface) > 15:
                 raise InvalidArgument(f"bridge name {iface!r} is longer than 15 characters")
@@ -164,7 +164,7 @@ class NetworkService:
             addr = ipam.check_static(subnet, net.gateway, used, ip) if ip else ipam.allocate(
                 subnet, net.gateway, used, net.ip_range)
             iface = next(f"eth{i}" for i in range(len(ifaces) + 1) if f"eth{i}" not in ifaces)
-            return Endpoint(container_id=cid, network_id=net.id, endpoint_id=secrets.token_hex(32), ip=addr,
+            return Endpoint(container_id=cid, network_id=net.id, endpoint_id=os.urandom(32).hex(), ip=addr,
                             mac=mac or ipam.mac_for(addr), interface=iface, aliases=list(aliases),
                             prefix_len=subnet.prefixlen)
         try:

@@ -16,11 +16,12 @@ go-digest does, because two spellings of one digest would give one blob two name
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Final
 
 from dockyard.errors import InvalidArgument
+
+# hashlib is imported where a digest is computed (loading OpenSSL costs commands that hash nothing).
 
 __all__ = [
     "SHA256",
@@ -51,6 +52,7 @@ ERR_UNSUPPORTED: Final = "unsupported digest algorithm"
 
 def sha256_digest(data: bytes) -> str:
     """Return the canonical digest (``sha256:<hex>``) of ``data``."""
+    import hashlib
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -65,6 +67,7 @@ class Digester:
         if algorithm not in _ENCODED:
             raise InvalidArgument(ERR_UNSUPPORTED)
         self.algorithm = algorithm
+        import hashlib
         self._hash = hashlib.new(algorithm)
         self._size = 0
 

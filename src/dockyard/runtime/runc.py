@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -335,7 +334,7 @@ class RuncRuntime:
             raise FailedPrecondition(f"container {cid} is not running")
         root = st.bundle / "exec"
         _sweep_sessions(root)
-        session = root / secrets.token_hex(8)
+        session = root / os.urandom(8).hex()
         session.mkdir(parents=True, mode=0o700)
         if on_session is not None:
             on_session(session)  # e.g. a server that resizes the session's pty later

@@ -26,7 +26,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -136,7 +135,7 @@ class VolumeService:
         Raises InvalidArgument (bad name/option, unknown driver), Conflict (the name is taken by
         another driver), or the driver's error -- all worded ``create NAME: <cause>``."""
         with self._locked():
-            return self._create(name or secrets.token_hex(32), driver or "local", dict(opts or {}),
+            return self._create(name or os.urandom(32).hex(), driver or "local", dict(opts or {}),
                                 dict(labels or {}))
 
     def _create(self, name: str, driver: str, opts: dict[str, str], labels: dict[str, str]) -> VolumeRecord:
@@ -283,7 +282,7 @@ class VolumeService:
                     if m.type != "volume":
                         out.append(m)
                         continue
-                    m = replace(m, name=m.name or secrets.token_hex(32))
+                    m = replace(m, name=m.name or os.urandom(32).hex())
                     rec = self.find(m.name)
                     if rec is None:
                         labels = {**m.labels, **({ANONYMOUS_LABEL: ""} if m.anonymous else {})}
