@@ -22,10 +22,6 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import os
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-DOCKER = shutil.which("docker") or "docker"
+sys.path.insert(0, str(REPO / "bench"))
+from refdocker import DOCKER, docker_env, start_dockerd, stop, wait_up  # noqa: E402
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -57,25 +54,6 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:.1f} MiB"
 
 
-def ping(sock: str) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(2)
-            s.connect(sock)
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
-
-
-def wait_up(sock: str, proc: subprocess.Popen, what: str, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ping(sock):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.05)
-
-
 def timed(env: dict[str, str], *args: str) -> float:
     t0 = time.perf_counter()
     p = subprocess.run([DOCKER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -83,17 +61,6 @@ def timed(env: dict[str, str], *args: str) -> float:
     if p.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} ({env['DOCKER_HOST']}): {p.stderr.decode()[-500:]}")
     return dt
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -125,24 +92,12 @@ def main() -> None:
         wait_up(dy_sock, service, "dockyard system service", dy_log)
         time.sleep(1.0)
         idle_fresh = memory_kib(service.pid)
-        cfg = work / "docker-config"
-        cfg.mkdir()
-        base_env = {**os.environ, "DOCKER_CONFIG": str(cfg)}
-        base_env.pop("DOCKER_CONTEXT", None)
-        envs = {"dockyard": {**base_env, "DOCKER_HOST": f"unix://{dy_sock}"}}
+        envs = {"dockyard": docker_env(work, dy_sock)}
 
-        if not args.no_dockerd and shutil.which("dockerd"):
-            dd_sock = str(work / "dockerd.sock")
-            dd_log = work / "dockerd.log"
-            dockerd = subprocess.Popen(
-                ["dockerd", "--data-root", str(work / "dockerd-root"), "--exec-root", str(work / "dockerd-exec"),
-                 "--pidfile", str(work / "dockerd.pid"), "-H", f"unix://{dd_sock}", "--bridge=none",
-                 "--iptables=false", "--ip-masq=false", "--storage-driver=overlay2"],
-                stdout=open(dd_log, "wb"), stderr=subprocess.STDOUT)
-            wait_up(dd_sock, dockerd, "dockerd", dd_log)
-            envs["dockerd"] = {**base_env, "DOCKER_HOST": f"unix://{dd_sock}"}
-            subprocess.run([DOCKER, "load", "-i", str(archive)], env=envs["dockerd"], check=True,
-                           stdout=subprocess.DEVNULL)
+        if not args.no_dockerd:
+            started = start_dockerd(work, archive)
+            if started is not None:
+                dockerd, envs["dockerd"] = started
 
         cmd = ("run", "--rm", "--network", "none", "busybox", "true")
         bridge = ("run", "--rm", "busybox", "true")

@@ -6,9 +6,10 @@
 
 Prints the median wall time of `run --rm busybox true` for each tool (podman and docker only when
 installed and able to run here: podman with runc and the ulimits this host allows, docker against a
-dockerd started by hand).  Every tool runs with ``--network none`` (podman's default network does
-not work on this host), so the figures compare the same work; dockyard's default network is timed
-on a line of its own when it works here.  Then the memory of an idle container's conmon (podman's
+dockerd this script starts by hand, see bench/refdocker.py).  Every tool runs with ``--network none``
+(podman's default network does not work on this host, the hand-started dockerd has no bridge), so
+the figures compare the same work; dockyard's default network is timed on a line of its own.
+dockyard runs as its console script (``.venv/bin/dockyard``), as a user runs it.  Then the memory of an idle container's conmon (podman's
 too, for comparison), and the time to start --many detached containers with dockyard and the
 memory of their monitors.
 
@@ -38,6 +39,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+from refdocker import DOCKER, start_dockerd, stop  # noqa: E402
 PODMAN = ["podman", "--runtime", "runc"]
 PODMAN_OPTS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "none"]
 
@@ -86,8 +89,12 @@ def main() -> None:
     args = ap.parse_args()
     compileall.compile_dir(REPO / "src" / "dockyard", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="dockyard-bench-run-", dir="/var/tmp"))
-    dy = [sys.executable, "-m", "dockyard", "--root", str(work / "root")]
+    # The console script, as a user runs it (`python -m` would add runpy to every start-up).
+    script = Path(sys.executable).with_name("dockyard")
+    dy = [str(script) if script.exists() else sys.executable, *([] if script.exists() else ["-m", "dockyard"]),
+          "--root", str(work / "root")]
     podman_ids: list[str] = []
+    dockerd = None
     try:
         archive = cached_image_archive("busybox")
         subprocess.run([*dy, "load", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
@@ -116,9 +123,12 @@ def main() -> None:
                 podman = works(cmd)
                 if podman:
                     tools["podman"] = cmd
-        if shutil.which("docker") and works(["docker", "info"]):
-            subprocess.run(["docker", "load", "-i", str(archive)], capture_output=True)
-            tools["docker"] = ["docker", "run", "--rm", "--network", "none", "busybox", "true"]
+        started = start_dockerd(work, archive)
+        if started is not None:
+            dockerd, docker_env = started
+            tools["docker"] = ["env", f"DOCKER_HOST={docker_env['DOCKER_HOST']}",
+                               f"DOCKER_CONFIG={docker_env['DOCKER_CONFIG']}",
+                               DOCKER, "run", "--rm", "--network", "none", "busybox", "true"]
         default_net = [*dy, "run", "--rm", "busybox", "true"]
         if works(default_net):
             tools["dockyard (default network)"] = default_net
@@ -183,6 +193,7 @@ def main() -> None:
             show_memory(f"their conmons (mean of {len(figures)})", figures)
         subprocess.run([*dy, "rm", "-f", *ids], stdout=subprocess.DEVNULL)
     finally:
+        stop(dockerd)
         if podman_ids:
             subprocess.run(["podman", "rm", "-f", "-t", "0", *podman_ids], capture_output=True)
         cleanup_root(work)

@@ -223,6 +223,20 @@ def test_restart_policies(busybox):
     assert inspect(busybox, "always")["State"]["StartedAt"] > before
 
 
+def test_stop_during_restart_back_off(busybox):
+    """A stop between two runs of the restart policy cancels the pending restart at once."""
+    busybox("run", "-d", "--name", "flap", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    # From the third restart on, the back-off is >= 0.8 s: the container is mostly "restarting".
+    wait_for(lambda: (s := inspect(busybox, "flap"))["RestartCount"] >= 3
+             and s["State"]["Status"] == "restarting", timeout=30, interval=0.05)
+    busybox("stop", "flap")
+    state = inspect(busybox, "flap")
+    assert state["State"]["Status"] == "exited"
+    time.sleep(2)
+    later = inspect(busybox, "flap")
+    assert later["State"]["Status"] == "exited" and later["RestartCount"] == state["RestartCount"]
+
+
 def test_health_check_turns_unhealthy_and_back(busybox):
     busybox("run", "-d", "--name", "hc", "--health-cmd", "test -f /tmp/ok", "--health-interval", "0.5s",
             "--health-retries", "2", "busybox", "sleep", "100")

@@ -351,6 +351,13 @@ class Lifecycle:
         # Marked first, also when the container is between two runs of its restart policy: a stop
         # then cancels the pending restart (post_exit checks the mark before it restarts).
         self.store.update(rec.id, stopped_by_user=True)
+        rec = self.store.get(rec.id)  # the caller's copy may be stale: the container may have exited since
+        if rec.state == "restarting":
+            # Nothing runs between two runs of the policy: the record says exited.  A restart already
+            # under way holds the container's lock; it finishes first, and is stopped below.
+            with self.store.locked(rec.id):
+                self.store.update(rec.id, state="exited", where_states=("restarting",))
+            rec = self.store.get(rec.id)
         if rec.state not in ACTIVE:
             return rec
         if rec.state == "paused":
@@ -475,6 +482,7 @@ class Lifecycle:
                 self.post_exit(cid, generation)
             except NotFound:
                 pass
+            self.read_tombstone(cid)  # this client has the code: the tombstone is not needed
         return rec.exit_code
 
     def post_exit(self, cid: str, generation: int) -> None:
@@ -508,7 +516,10 @@ class Lifecycle:
             return
         time.sleep(delay)
         rec = self.store.get(cid)
-        if rec.state != "restarting" or rec.stopped_by_user:
+        if rec.state != "restarting":
+            return
+        if rec.stopped_by_user:  # a stop came during the back-off: the restart is cancelled
+            self.store.update(cid, state="exited", where_states=("restarting",))
             return
         self.store.update(cid, restart_count=rec.restart_count + 1)
         try:
