@@ -11,7 +11,7 @@ APT_PACKAGES=(
   debootstrap                             # source of the debian/python base images
   skopeo podman docker-registry           # interoperability tests (and reference points of bench/)
   runc conmon catatonit tini               # OCI runtime, container monitor, --init
-  netavark aardvark-dns iptables           # container networks, published ports, container DNS
+  netavark aardvark-dns iptables iproute2  # container networks, published ports, container DNS
   golang-github-containers-common         # seccomp.json: the base of the default seccomp profile
   util-linux e2fsprogs                    # mount, findmnt
   docker-compose                          # compose 1.29 (speaks the Engine API): compat tests of the API

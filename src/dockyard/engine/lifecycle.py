@@ -37,6 +37,7 @@ HOSTS_BASE = (
     "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 )
 UNKNOWN_EXIT = 255
+RUNNING = ("running", "paused")  # a run whose process may still be alive
 
 
 def _init_path() -> str:
@@ -248,7 +249,7 @@ class Lifecycle:
                     cgroups_path=self.cgroups_path(rec.id), user=user, hard_limits=current_hard_limits(),
                     init_path=_init_path() if rec.spec.init else None, netns_path=netns_path,
                 )
-                (self.bundle(rec.id) / "config.json").write_text(json.dumps(config, indent=1))
+                (self.bundle(rec.id) / "config.json").write_text(json.dumps(config, separators=(",", ":")))
                 for f in self.exit_dir(rec.id).iterdir():
                     f.unlink()
                 gen = rec.generation + 1
@@ -328,10 +329,22 @@ class Lifecycle:
                          start_new_session=True, close_fds=True)
 
     def _delete_runtime(self, cid: str) -> None:
+        self._begin_delete_runtime(cid)()
+
+    def _begin_delete_runtime(self, cid: str):
+        """``runc delete --force`` started; the returned function waits for it (errors ignored: the
+        container may never have reached runc, or be gone already)."""
         try:
-            self.runtime.delete(cid, force=True)
-        except DockyardError:
-            pass
+            wait = self.runtime.begin_delete(cid, force=True)
+        except (DockyardError, OSError):
+            return lambda: None
+
+        def finish() -> None:
+            try:
+                wait()
+            except DockyardError:
+                pass
+        return finish
 
     # -- stop and exit -------------------------------------------------------------------------
     def kill(self, rec: ContainerRecord, sig: int) -> None:
@@ -406,25 +419,30 @@ class Lifecycle:
                 rec = self.store.get(cid)
             except NotFound:
                 return False
-            if rec.generation != generation or rec.state not in ACTIVE:
+            # Once per run: "restarting" means this run's exit is recorded and its restart is pending
+            # (a second recorder -- conmon's exit command, a reconciling process -- must not undo it).
+            if rec.generation != generation or rec.state not in RUNNING:
                 return False
             code = self.runtime.read_exit_code(self.exit_dir(cid), cid)
             if code is None:
                 code = 137 if rec.stopped_by_user else UNKNOWN_EXIT
-            oom = self._oom(rec)
-            self._delete_runtime(cid)
+            oom = self._oom(rec)  # before runc delete removes the cgroup
+            deleted = self._begin_delete_runtime(cid)  # runc works while this process tears down the rest
             try:
-                unmount(self.rootfs(cid))
-            except DockyardError:
-                pass
+                try:
+                    unmount(self.rootfs(cid))
+                except DockyardError:
+                    pass
+                self._unmount_volumes(rec)
+                self._teardown_network(rec)
+                recorded = self.store.update(cid, where_generation=generation, where_states=RUNNING,
+                                             state="exited", exit_code=code, finished_at=time.time(), pid=0,
+                                             conmon_pid=0, oom_killed=oom)
+                if recorded:
+                    self.engine.events.container("die", rec, exitCode=code)
+            finally:
+                deleted()
             self._remove_cgroup(cid)
-            self._unmount_volumes(rec)
-            self._teardown_network(rec)
-            recorded = self.store.update(cid, where_generation=generation, where_states=ACTIVE, state="exited",
-                                         exit_code=code, finished_at=time.time(), pid=0, conmon_pid=0,
-                                         oom_killed=oom)
-            if recorded:
-                self.engine.events.container("die", rec, exitCode=code)
             return recorded
 
     def _oom(self, rec: ContainerRecord) -> bool:

@@ -130,6 +130,9 @@ class NetworkEngine:
                 continue
             removed.append(n.name)
             self.engine.events.emit("network", "destroy", n.id, {"name": n.name, "type": n.driver})
+        # The bridges kept up for networks no container runs on go too (the default bridge's
+        # comes back with the next container): prune leaves no idle network state on the host.
+        self.service.release_idle(self._running)
         return removed
 
     def connect(self, network: str, container: str, *, aliases: builtins.list[str] | None = None,
@@ -161,10 +164,6 @@ class NetworkEngine:
         self.engine.containers.list(all_=True)  # reconciled first: a dead container's exit tears its network down
         store = self.engine.containers.store
 
-        def running(cid: str) -> bool:
-            r = store.find(cid)
-            return r is not None and r.state in ACTIVE
-
         def name(cid: str) -> str | None:
             r = store.find(cid)
             return r.name if r is not None else None
@@ -173,7 +172,11 @@ class NetworkEngine:
             # a start in progress holds the container's lock from network setup to "running"
             return store.locked(cid) if store.find(cid) is not None else nullcontext()
 
-        return self.service.cleanup(running, name, locked)
+        return self.service.cleanup(self._running, name, locked)
+
+    def _running(self, cid: str) -> bool:
+        r = self.engine.containers.store.find(cid)
+        return r is not None and r.state in ACTIVE
 
     # -- container hooks -----------------------------------------------------------------------
     def attach_new(self, cid: str, name: str, mode: str, *, aliases: builtins.list[str], ip: str, mac: str) -> str:

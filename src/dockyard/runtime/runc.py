@@ -252,8 +252,26 @@ class RuncRuntime:
 
     def delete(self, cid: str, force: bool = False) -> None:
         """Forget a stopped container (``force``: kill it first). Conflict if it still runs."""
+        self.begin_delete(cid, force)()
+
+    def begin_delete(self, cid: str, force: bool = False) -> Callable[[], None]:
+        """Start :meth:`delete` in the background; returns the function that waits for it and raises
+        as :meth:`delete` does.  An exit's other clean-up runs meanwhile on the other core."""
         self._bundles.pop(cid, None)
-        self._run(cid, "delete", *(["--force"] if force else []), cid)
+        cmd = [self.runc_path, *self._runc_global(), "delete", *(["--force"] if force else []), cid]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def wait(timeout: float = 120) -> None:
+            try:
+                _, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.wait()
+                raise Unavailable(f"runc delete {cid}: no answer in {timeout:.0f}s") from exc
+            if proc.returncode != 0:
+                raise runtime_error(runc_error_message(err.decode(errors="replace")), cid)
+
+        return wait
 
     def pause(self, cid: str) -> None:
         self._run(cid, "pause", cid)
