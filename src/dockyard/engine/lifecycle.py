@@ -488,7 +488,7 @@ class Lifecycle:
                     break
             except NotFound:
                 break
-            time.sleep(0.005)
+            time.sleep(0.002)
         self.record_exit(cid, generation)
         try:
             rec = self.store.get(cid)
