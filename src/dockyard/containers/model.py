@@ -26,6 +26,8 @@ class HealthSpec:
 
 @dataclass
 class Resources:
+    """Limits of the container's cgroup (docker run --memory, --cpus, ...; None: not set)."""
+
     memory: int | None = None            # bytes (--memory)
     memory_swap: int | None = None       # bytes of memory+swap (--memory-swap); -1 unlimited
     memory_reservation: int | None = None
@@ -41,6 +43,8 @@ class Resources:
 
 @dataclass
 class Ulimit:
+    """One --ulimit: an rlimit's soft and hard values (never above this host's hard limit)."""
+
     name: str                            # "nofile", "nproc", ... (without RLIMIT_)
     soft: int
     hard: int
@@ -72,12 +76,17 @@ class MountSpec:
 
 @dataclass
 class RestartPolicy:
+    """--restart: what happens when the container's process exits (Docker's HostConfig.RestartPolicy)."""
+
     name: str = "no"                     # no | always | unless-stopped | on-failure
     maximum_retry_count: int = 0
 
 
 @dataclass
 class ContainerSpec:
+    """Everything a container is made from, fixed at create (the record's JSON ``spec`` column);
+    start builds the OCI runtime config from it."""
+
     id: str
     name: str                            # without the leading "/"
     image_id: str

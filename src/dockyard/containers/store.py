@@ -38,6 +38,8 @@ ACTIVE = ("running", "paused", "restarting")
 
 @dataclass
 class ContainerRecord:
+    """A container as the database has it: its spec and the state of its current run."""
+
     id: str
     name: str
     image_id: str

@@ -38,6 +38,8 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class BlobInfo:
+    """A committed blob: its digest, size and when it was committed."""
+
     digest: str
     size: int
     committed_at: float

@@ -30,6 +30,8 @@ OWN_MODES = ("host", "none")
 
 @dataclass
 class NetworkCreateOptions:
+    """``network create``'s flags (and the API's POST /networks/create body)."""
+
     name: str
     driver: str = "bridge"
     subnet: str = ""

@@ -262,6 +262,8 @@ def environment(env: Sequence[str], *, hostname: str, tty: bool, home: str) -> l
 
 @dataclass(frozen=True)
 class _SecurityOptions:
+    """The --security-opt values that change the runtime config besides seccomp."""
+
     no_new_privileges: bool = False
     unconfined_paths: bool = False
 

@@ -77,6 +77,7 @@ LEFT JOIN snapshots p ON p.id = s.parent
 
 #: Seconds a writer waits for another process's write transaction before giving up.
 BUSY_TIMEOUT = 60.0
+WAL_AUTOCHECKPOINT = 100  # pages; short, so that each new process recovers the WAL fast (see metadata.db)
 MAX_NAME = 1024
 
 
@@ -125,6 +126,7 @@ class OverlaySnapshotter:
         conn = sqlite3.connect(self._db_path, timeout=BUSY_TIMEOUT, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         return conn
 
     def _conn(self) -> sqlite3.Connection:

@@ -22,6 +22,8 @@ from typing import Protocol
 
 @dataclass
 class Volume:
+    """A volume as a driver reports it (Docker's volume inspect fields)."""
+
     name: str
     driver: str
     mountpoint: str                               # host path (may be empty until mounted, for plugins)
