@@ -412,8 +412,12 @@ class Lifecycle:
         except NotFound:
             return True
 
-    def record_exit(self, cid: str, generation: int) -> bool:
-        """Record the exit of run ``generation`` once; tear down its mount and runtime state."""
+    def record_exit(self, cid: str, generation: int, *, defer: list | None = None) -> bool:
+        """Record the exit of run ``generation`` once; tear down its mount and runtime state.
+
+        ``defer``: the caller removes the container right away (an attached ``run --rm``); waiting
+        for ``runc delete`` and removing the cgroup are appended to it instead of done here, so
+        runc works while the container is removed."""
         with self.store.locked(cid):
             try:
                 rec = self.store.get(cid)
@@ -441,8 +445,12 @@ class Lifecycle:
                 if recorded:
                     self.engine.events.container("die", rec, exitCode=code)
             finally:
-                deleted()
-            self._remove_cgroup(cid)
+                if defer is None:
+                    deleted()
+            if defer is None:
+                self._remove_cgroup(cid)
+            else:
+                defer.append(lambda: (deleted(), self._remove_cgroup(cid)))
             return recorded
 
     def _oom(self, rec: ContainerRecord) -> bool:
@@ -489,19 +497,25 @@ class Lifecycle:
             except NotFound:
                 break
             time.sleep(0.002)
-        self.record_exit(cid, generation)
+        found = self.store.find(cid)
+        pending: list = []
         try:
-            rec = self.store.get(cid)
-        except NotFound:
-            tomb = self.read_tombstone(cid)
-            return tomb if tomb is not None else 0
-        if rec.spec.auto_remove:  # restart policies stay with the exit command: no waiting here
+            self.record_exit(cid, generation, defer=pending if found and found.spec.auto_remove else None)
             try:
-                self.post_exit(cid, generation)
+                rec = self.store.get(cid)
             except NotFound:
-                pass
-            self.read_tombstone(cid)  # this client has the code: the tombstone is not needed
-        return rec.exit_code
+                tomb = self.read_tombstone(cid)
+                return tomb if tomb is not None else 0
+            if rec.spec.auto_remove:  # restart policies stay with the exit command: no waiting here
+                try:
+                    self.post_exit(cid, generation)
+                except NotFound:
+                    pass
+                self.read_tombstone(cid)  # this client has the code: the tombstone is not needed
+            return rec.exit_code
+        finally:
+            for finish in pending:
+                finish()
 
     def post_exit(self, cid: str, generation: int) -> None:
         """--rm or the restart policy for run ``generation``; whoever claims it first does it (the
