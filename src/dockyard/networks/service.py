@@ -271,10 +271,14 @@ class NetworkService:
         return path
 
     def _keep(self, net: Network) -> None:
-        """The bridge stays while the network exists (see host's keepers): put its keeper on it."""
+        """The bridge stays while the network exists (see host's keepers): put its keeper on it.
+        Best effort: without a keeper the bridge only goes with its last container, as netavark has it."""
         name = host.keeper_name(net.id)
         if not host.keeper_attached(name, net.interface):
-            host.add_keeper(name, net.interface)
+            try:
+                host.add_keeper(name, net.interface)
+            except (DockyardError, OSError):
+                pass
 
     def release_bridge(self, net: Network) -> None:
         """Take a kept bridge down with its network's rules (network rm and prune; call under
