@@ -25,6 +25,7 @@ from dockyard.oci.reference import display_name
 from dockyard.errors import (
     Conflict,
     DockyardError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
@@ -308,7 +309,10 @@ class ContainerEngine:
                     f"You cannot remove a {rec.state} container {rec.id}. Stop the container before "
                     "attempting removal or force remove"
                 )
-            self.lifecycle.kill(rec, signals.SIGKILL)
+            try:
+                self.lifecycle.kill(rec, signals.SIGKILL)
+            except FailedPrecondition:
+                pass  # its process exited a moment ago ("not running"): removing it is all that is left
             self.lifecycle.wait_exit(self.store.get(rec.id), timeout=15)
         self.lifecycle.destroy(self.store.get(rec.id), remove_volumes=volumes)
 

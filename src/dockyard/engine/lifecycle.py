@@ -380,15 +380,17 @@ class Lifecycle:
                 pass
         t = timeout if timeout is not None else (rec.spec.stop_timeout if rec.spec.stop_timeout is not None else 10)
         sig = _validate_signal(signal or rec.spec.stop_signal)
+        # runc answers "not running" (FailedPrecondition) for a process that exited a moment ago and
+        # whose exit is not recorded yet: the stop then just records it, as Docker's does.
         if t != 0:
             try:
                 self.runtime.kill(rec.id, sig)
-            except NotFound:
+            except (NotFound, FailedPrecondition):
                 pass
         if t < 0 or not self.wait_exit(rec, timeout=t if t >= 0 else 10**9):
             try:
                 self.runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
-            except NotFound:
+            except (NotFound, FailedPrecondition):
                 pass
             self.wait_exit(rec, timeout=30)
         self.record_exit(rec.id, rec.generation)
