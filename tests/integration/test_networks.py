@@ -145,16 +145,9 @@ def links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
 
 
-def keeper(network_id: str) -> str:
-    """The veth dockyard leaves on a network's bridge so that it outlives its containers."""
-    return f"dyk{network_id[:11]}"
-
-
-def bridge_ports(bridge: str, *, keepers: bool = False) -> set[str]:
-    """The ports on ``bridge``: the containers' veths (and with ``keepers`` dockyard's keeper)."""
+def bridge_ports(bridge: str) -> set[str]:
     out = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True).stdout
-    ports = {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
-    return ports if keepers else {p for p in ports if not p.startswith("dyk")}
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
 
 
 def iptables() -> str:
@@ -338,19 +331,13 @@ def test_default_bridge(d):
     assert f"default via {gateway} dev eth0" in route_part
     assert f"{ip}\tbridgebox" in hosts_part.splitlines()
     assert "GATEWAY-OK" in ping_part
-    # a running container: the outbound NAT rule for the subnet is there.  As Docker's docker0, the
-    # bridge and its rules stay when the last container goes (the next run does not build them
-    # again), held by a keeper port; `network prune` takes an idle bridge down with all of it.
+    # a running container: the outbound NAT rule for the subnet is there; after rm nothing is
     d.run("-d", "--name", "br-nat", "busybox", "sleep", "300")
     assert any(f"-s {subnet}" in r and "POSTROUTING" in r for r in iptables().splitlines())
     assert d("ps", "--format", "{{.Names}} {{.Networks}}").stdout.count("br-nat bridge") == 1
     d("rm", "-f", "br-nat")
-    assert netns_files(d.root) == []
-    assert any(f"-s {subnet}" in r for r in iptables().splitlines())
-    assert bridge_ports(own, keepers=True) == {keeper(bridge["Id"])}  # the container's veth went
-    d("network", "prune", "-f")
     assert not any(f"-s {subnet}" in r for r in iptables().splitlines())
-    assert f" {own}:" not in links() and f" {keeper(bridge['Id'])}@" not in links()
+    assert f" {own}:" not in links()  # the bridge went with its last container
     assert netns_files(d.root) == []
 
 
@@ -619,9 +606,8 @@ def test_network_create_flags_ls_inspect_rm(d):
         assert p.returncode == 1
         assert f"Error response from daemon: {builtin} is a pre-defined network and cannot be removed" in p.stderr
     d("rm", "-f", "flags-c")
-    assert f" {brname}:" in links()  # the bridge lives as long as its network (Docker's)
+    assert f" {brname}:" not in links()
     assert d("network", "rm", "flags-net", "flags-other").stdout.split() == ["flags-net", "flags-other"]
-    assert f" {brname}:" not in links() and f" {keeper(nid)}@" not in links()
     p = d("network", "inspect", "flags-net", check=False)
     assert p.returncode == 1 and "No such network: flags-net" in p.stderr
     p = d("network", "rm", "flags-net", check=False)
@@ -836,7 +822,6 @@ def test_teardown_leaves_nothing(d):
     assert dnat_rules(port) == []
     assert not records.exists()
     d("network", "rm", "td-net")
-    d("network", "prune", "-f")  # the default bridge is kept while idle, up to a prune
     now = links()
     assert f" {bridge}:" not in now and f" {default_bridge}:" not in now
     assert not any(line.split(":")[0] in indexes for line in now.splitlines())
@@ -925,9 +910,8 @@ def test_killed_process_leftovers_are_cleaned(d):
     assert rules_running and len([r for r in rules_running if "DNAT --to-destination" in r]) == 1
     d("rm", "-f", "kill-c")
     assert netns_files(d.root) == [] and dnat_rules(port) == []
-    assert f" {bridge}:" in links()  # kept while the network exists
-    d("network", "rm", "kill-net")
     assert f" {bridge}:" not in links()
+    d("network", "rm", "kill-net")
     assert str(subnet) not in iptables()
 
 
@@ -961,7 +945,6 @@ def test_module_root_left_clean(d):
     assert d("ps", "-aq").stdout.split() == []
     assert d("network", "ls", "--format", "{{.Name}}").stdout.split() == ["bridge", "host", "none"]
     assert netns_files(d.root) == []
-    d("network", "prune", "-f")  # takes the idle default bridge down (Docker would keep docker0)
     default_bridge = d.inspect_net("bridge")["Options"]["com.docker.network.bridge.name"]
     assert f" {default_bridge}:" not in links()
     wait_for(lambda: aardvark_pids(d.root) == [], timeout=10)

@@ -132,9 +132,6 @@ class NetworkEngine:
                 continue
             removed.append(n.name)
             self.engine.events.emit("network", "destroy", n.id, {"name": n.name, "type": n.driver})
-        # The bridges kept up for networks no container runs on go too (the default bridge's
-        # comes back with the next container): prune leaves no idle network state on the host.
-        self.service.release_idle(self._running)
         return removed
 
     def connect(self, network: str, container: str, *, aliases: builtins.list[str] | None = None,

@@ -1,5 +1,4 @@
-"""What the host already has: routes, interfaces, ports in use; the host-wide network lock; and the
-keeper veths that hold bridges up between containers.
+"""What the host already has: routes, interfaces, ports in use; and the host-wide network lock.
 
 Bridges, iptables chains and host ports are global to the machine, not to a data root, so the
 changes dockyard makes to them (netavark setup/teardown, the isolation rules) are serialised by one
@@ -14,11 +13,10 @@ import ipaddress
 import os
 import socket
 import struct
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dockyard.errors import Conflict, Unavailable
+from dockyard.errors import Conflict
 
 LOCK_PATH = "/run/lock/dockyard-network.lock"
 
@@ -57,52 +55,6 @@ def routes() -> list[tuple[str, ipaddress.IPv4Network]]:
 
 def interface_exists(name: str) -> bool:
     return bool(name) and os.path.exists(f"/sys/class/net/{name}")
-
-
-# -- keepers ---------------------------------------------------------------------------------------
-# netavark removes a bridge (and its network's iptables chains) with the last container it tears
-# down, so every `run` after an idle moment would build them again: ~250 ms of iptables work per
-# container.  Docker keeps docker0 and a user network's bridge for as long as the network exists;
-# dockyard does the same by leaving one end of a veth pair on the bridge (a port netavark does not
-# own, so the bridge is never its last).  NetworkService.release_bridge takes a kept bridge down.
-
-
-def keeper_name(network_id: str) -> str:
-    """The keeper of a network's bridge (its peer is this name + "p"; both fit IFNAMSIZ)."""
-    return f"dyk{network_id[:11]}"
-
-
-def keeper_attached(name: str, bridge: str) -> bool:
-    try:
-        return os.path.basename(os.readlink(f"/sys/class/net/{name}/master")) == bridge
-    except OSError:
-        return False
-
-
-def add_keeper(name: str, bridge: str) -> None:
-    """Put the keeper ``name`` on ``bridge`` (replacing a stale one of the same name)."""
-    remove_keeper(name)
-    _ip("link", "add", name, "type", "veth", "peer", "name", f"{name}p")
-    try:
-        _ip("link", "set", name, "master", bridge)
-    except Unavailable:
-        remove_keeper(name)
-        raise
-
-
-def remove_keeper(name: str) -> None:
-    if interface_exists(name):
-        try:
-            _ip("link", "del", name)  # takes its peer along
-        except Unavailable:
-            if interface_exists(name):
-                raise
-
-
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise Unavailable(f"ip {' '.join(args)}: {proc.stderr.strip()}")
 
 
 def _sock(host_ip: str, protocol: str) -> socket.socket:

@@ -3,11 +3,9 @@
 netavark is stateless: ``netavark setup NETNS`` gets the container's networks, its addresses and
 its published ports as JSON on standard input and configures the bridge, the veth pair, the
 addresses and routes, the NAT and port-forwarding rules and the aardvark-dns records;
-``netavark teardown NETNS`` with the same JSON undoes exactly that (netavark would take the bridge
-and the network's chains down with their last container; dockyard keeps a keeper port on the bridge
-so they live as long as the network, as Docker's do -- see networks/host.py; aardvark-dns exits with
-its last record).  So dockyard keeps the truth (addresses, ports) in its own database and hands
-netavark the same description for both calls.
+``netavark teardown NETNS`` with the same JSON undoes exactly that (the bridge goes with its last
+container, aardvark-dns exits with its last record).  So dockyard keeps the truth (addresses,
+ports) in its own database and hands netavark the same description for both calls.
 
 ``--config <dataroot>/networks`` holds aardvark-dns's record files: each data root runs its own
 aardvark-dns, listening on the gateway address of each of its networks.

@@ -139,16 +139,13 @@ class NetworkService:
         if self.store.endpoints(network_id=net.id):
             raise PermissionDenied(f"error while removing network: network {net.name} id {net.id} "
                                           "has active endpoints")
+        try:
+            self.store.delete(net.id)
+        except sqlite3.IntegrityError:  # an endpoint arrived meanwhile
+            raise PermissionDenied(f"error while removing network: network {net.name} id {net.id} "
+                                   "has active endpoints") from None
         with host.network_lock():
-            try:
-                self.store.delete(net.id)
-            except sqlite3.IntegrityError:  # an endpoint arrived meanwhile
-                raise PermissionDenied(f"error while removing network: network {net.name} id {net.id} "
-                                       "has active endpoints") from None
-            try:
-                self.release_bridge(net)
-            finally:
-                host.unclaim(net.id)
+            host.unclaim(net.id)
         return net
 
     # -- container endpoints -------------------------------------------------------------------
@@ -263,67 +260,11 @@ class NetworkService:
                 if attachments:
                     self.driver.setup(path, cid, name, self._described(cid, attachments), ports)
                     for net, _ in attachments:
-                        self._keep(net)
                         firewall.isolate(net.interface, net.internal)
         except BaseException:
             self.teardown(cid, name)
             raise
         return path
-
-    def _keep(self, net: Network) -> None:
-        """The bridge stays while the network exists (see host's keepers): put its keeper on it.
-        Best effort: without a keeper the bridge only goes with its last container, as netavark has it."""
-        name = host.keeper_name(net.id)
-        if not host.keeper_attached(name, net.interface):
-            try:
-                host.add_keeper(name, net.interface)
-            except (DockyardError, OSError):
-                pass
-
-    def release_bridge(self, net: Network) -> None:
-        """Take a kept bridge down with its network's rules (network rm and prune; call under
-        host.network_lock, with no container of ``net`` running).
-
-        netavark removes a bridge and the network's chains only when it tears down the bridge's last
-        container, so a stand-in container (a namespace of its own, a free address) is set up, the
-        keeper removed, and the stand-in torn down: netavark's own complete teardown, nothing
-        hand-made."""
-        name = host.keeper_name(net.id)
-        if not host.interface_exists(name):
-            return
-        if not host.interface_exists(net.interface):
-            host.remove_keeper(name)
-            return
-        stand_in = os.urandom(32).hex()
-        path = netns.create(self.netns_path(stand_in))
-        try:
-            subnet = ipam.parse_subnet(net.subnet)
-            ip = ipam.allocate(subnet, net.gateway, {e.ip for e in self.store.endpoints(network_id=net.id)},
-                               net.ip_range)
-            ep = Endpoint(container_id=stand_in, network_id=net.id, endpoint_id=os.urandom(32).hex(), ip=ip,
-                          mac=ipam.mac_for(ip), interface="eth0", aliases=[], prefix_len=subnet.prefixlen)
-            self.driver.setup(path, stand_in, "dockyard-release", [(net, ep)], [])
-            host.remove_keeper(name)
-            self.driver.teardown(path, stand_in, "dockyard-release", [(net, ep)], [])
-        finally:
-            host.remove_keeper(name)
-            netns.remove(path)
-        if not host.interface_exists(net.interface):
-            firewall.release(net.interface, net.internal)
-
-    def release_idle(self, is_running: Callable[[str], bool]) -> list[str]:
-        """Release the kept bridges of this root's networks that no running container uses (the
-        default bridge too: the next container sets it up again).  Returns their interface names."""
-        released = []
-        with host.network_lock():
-            for net in self.store.all():
-                if net.driver != "bridge" or not host.interface_exists(host.keeper_name(net.id)):
-                    continue
-                if any(is_running(e.container_id) for e in self.store.endpoints(network_id=net.id)):
-                    continue
-                self.release_bridge(net)
-                released.append(net.interface)
-        return released
 
     def teardown(self, cid: str, name: str) -> list[str]:
         """Undo :meth:`setup` (idempotent); returns the errors met (the exit is recorded anyway)."""
@@ -366,7 +307,6 @@ class NetworkService:
                 with host.network_lock():
                     self._claim(net)
                     self.driver.setup(self.netns_path(cid), cid, name, self._described(cid, [(net, ep)]), [])
-                    self._keep(net)
                     firewall.isolate(net.interface, net.internal)
             except BaseException:
                 self.store.remove_endpoint(cid, net.id)
