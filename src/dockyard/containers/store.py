@@ -34,6 +34,7 @@ from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.metadata.db import MetadataDB
 
 ACTIVE = ("running", "paused", "restarting")
+RUNNING = ("running", "paused")  # a run whose process may still be alive (ACTIVE but "restarting")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.errors import DataLoss, InvalidArgument, NotFound
-from dockyard.oci.digest import validate_digest
+from dockyard.oci.digest import sha256_digest, validate_digest
 
 # hashlib is imported where a digest is computed: loading OpenSSL would cost every command that
 # only reads the store (`dockyard run` among them) a few milliseconds.
@@ -204,8 +204,7 @@ class ContentStore:
         return Writer(self, d, resumable=True)
 
     def put_bytes(self, data: bytes, expected: str | None = None) -> str:
-        import hashlib
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         if expected is not None and expected != digest:
             raise DataLoss(f"digest mismatch: expected {expected}, got {digest}")
         if self.exists(digest):

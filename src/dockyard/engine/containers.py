@@ -210,6 +210,7 @@ class ContainerEngine:
             env = [x for x in env if x.split("=", 1)[0] != key] + [e]
         health = _health(cfg.get("Healthcheck"), opts)
         cid = os.urandom(32).hex()  # secrets.token_hex, without importing secrets (hmac, OpenSSL)
+        bindings = _bindings(opts.publish)
         spec = ContainerSpec(
             id=cid, name=name, image_id=image.id, image_name=opts.image, args=args,
             entrypoint=entrypoint, cmd=cmd, env=env,
@@ -231,8 +232,8 @@ class ContainerEngine:
             extra_hosts=list(opts.add_hosts), dns=list(opts.dns), dns_search=list(opts.dns_search),
             dns_options=list(opts.dns_options), network_mode=opts.network or "bridge",
             network_aliases=list(opts.network_aliases), ipv4_address=opts.ip, mac_address=opts.mac_address,
-            port_bindings=_bindings(opts.publish), publish_all=opts.publish_all,
-            exposed_ports=_exposed(cfg.get("ExposedPorts"), opts.expose, opts.publish),
+            port_bindings=bindings, publish_all=opts.publish_all,
+            exposed_ports=_exposed(cfg.get("ExposedPorts"), opts.expose, bindings),
             volumes=dict(cfg.get("Volumes") or {}),
             auto_remove=opts.auto_remove, cidfile=opts.cidfile, created=time.time(),
         )
@@ -410,17 +411,16 @@ def _port_filter(value: str, keys) -> bool:
     return False
 
 
-def _exposed(image: dict | None, expose: list[str], publish: list[str]) -> dict[str, dict]:
+def _exposed(image: dict | None, expose: list[str], bindings: dict) -> dict[str, dict]:
     """ExposedPorts: the image's, --expose's, and every port -p publishes (Docker exposes those too)."""
     out = dict(image or {})
-    if not expose and not publish:
-        return out
-    from dockyard.networks.model import merge_bindings, parse_expose
+    if expose:
+        from dockyard.networks.model import parse_expose
 
-    for e in expose:
-        for key in parse_expose(e):
-            out[key] = {}
-    for key in merge_bindings(publish):
+        for e in expose:
+            for key in parse_expose(e):
+                out[key] = {}
+    for key in bindings:
         out[key] = {}
     return out
 

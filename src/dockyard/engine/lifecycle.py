@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dockyard.containers.store import ACTIVE, ContainerRecord, ContainerStore
+from dockyard.containers.store import ACTIVE, RUNNING, ContainerRecord, ContainerStore
 from dockyard.errors import DockyardError, FailedPrecondition, NotFound
 from dockyard.snapshots.mount import Mount, is_mounted, mount_all, unmount
 
@@ -37,7 +37,6 @@ HOSTS_BASE = (
     "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 )
 UNKNOWN_EXIT = 255
-RUNNING = ("running", "paused")  # a run whose process may still be alive
 
 
 def _init_path() -> str:
@@ -164,23 +163,9 @@ class Lifecycle:
         return out
 
     def rootfs_mounts(self, rec: ContainerRecord) -> list[Mount]:
-        """The container's root filesystem mounts.  A ``--rm`` container's overlay is ``volatile``
-        (as podman makes it, containers/podman#10220): its writes are thrown away at exit, so the
-        kernel skips syncing them, and unmounting takes a fraction of a millisecond instead of a
-        filesystem sync.  The kernel marks a volatile work dir and refuses to mount it again; a --rm
-        container's upper dir is disposable, so the mark is cleared before a second mount (a start
-        after a reboot)."""
-        mounts = self.engine.snapshotter.mounts(rec.id)
-        if not rec.spec.auto_remove:
-            return mounts
-        out = []
-        for m in mounts:
-            work = next((o.removeprefix("workdir=") for o in m.options if o.startswith("workdir=")), None)
-            if m.type == "overlay" and work:
-                shutil.rmtree(Path(work) / "work" / "incompat", ignore_errors=True)
-                m = Mount(m.type, m.source, [*m.options, "volatile"])
-            out.append(m)
-        return out
+        """The container's root filesystem mounts; a ``--rm`` container's writes are disposable, so
+        its overlay is volatile (see OverlaySnapshotter.mounts)."""
+        return self.engine.snapshotter.mounts(rec.id, volatile=rec.spec.auto_remove)
 
     @contextmanager
     def mounted(self, rec: ContainerRecord) -> Iterator[Path]:
@@ -590,7 +575,7 @@ class Lifecycle:
                 self.store.update(rec.id, state="exited", where_states=("restarting",))
                 return self.store.get(rec.id)
             return rec
-        if rec.state not in ("running", "paused"):
+        if rec.state not in RUNNING:
             return rec
         try:
             st = self.runtime.state(rec.id)

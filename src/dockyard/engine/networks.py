@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from dockyard.containers.store import ACTIVE, ContainerRecord
+from dockyard.containers.store import ACTIVE, RUNNING, ContainerRecord
 from dockyard.engine.options import Filters
 from dockyard.errors import InvalidArgument
 
@@ -146,7 +146,7 @@ class NetworkEngine:
                                   "connected to any other network")
         if any(e.network_id == net.id for e in self.store.endpoints(container_id=rec.id)):
             raise InvalidArgument(f"endpoint with name {rec.name} already exists in network {net.name}")
-        self.service.connect(rec.id, rec.name, net, rec.state in ("running", "paused"),
+        self.service.connect(rec.id, rec.name, net, rec.state in RUNNING,
                              aliases=list(aliases or []), ip=ip)
         self.engine.events.emit("network", "connect", net.id, {"name": net.name, "type": net.driver,
                                                               "container": rec.id})
@@ -154,7 +154,7 @@ class NetworkEngine:
     def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
         net = self.get(network)
         rec = self.engine.containers.get(container)
-        self.service.disconnect(rec.id, rec.name, net, rec.state in ("running", "paused"))
+        self.service.disconnect(rec.id, rec.name, net, rec.state in RUNNING)
         self.engine.events.emit("network", "disconnect", net.id, {"name": net.name, "type": net.driver,
                                                                  "container": rec.id})
 
@@ -206,7 +206,7 @@ class NetworkEngine:
             return None
         if mode.startswith("container:"):
             other = self.engine.containers.get(mode.split(":", 1)[1])
-            if other.state not in ("running", "paused") or not other.pid:
+            if other.state not in RUNNING or not other.pid:
                 raise InvalidArgument(f"cannot join network of a non running container: {other.name}")
             return f"/proc/{other.pid}/ns/net"
         return str(self.service.setup(rec.id, rec.name, _bindings(rec)))
@@ -246,7 +246,7 @@ class NetworkEngine:
 
     def ports_text(self, rec: ContainerRecord) -> str:
         """``docker ps``'s PORTS: published mappings of a running container, then exposed-only ports."""
-        if rec.state not in ("running", "paused"):
+        if rec.state not in RUNNING:
             return ""  # as NetworkSettings.Ports: a container that is not running has none
         mappings = self.ports(rec.id)
         published = {m.key for m in mappings}
@@ -261,7 +261,7 @@ class NetworkEngine:
 
     def settings(self, rec: ContainerRecord) -> dict[str, Any]:
         """``NetworkSettings`` of ``docker inspect``."""
-        running = rec.state in ("running", "paused")
+        running = rec.state in RUNNING
         ports: dict[str, Any] = {k: None for k in rec.spec.exposed_ports}
         for k in rec.spec.port_bindings:
             ports.setdefault(k, None)
@@ -297,7 +297,7 @@ class NetworkEngine:
         store = self.engine.containers.store
         for ep in self.store.endpoints(network_id=net.id):
             r = store.find(ep.container_id)
-            if r is None or r.state not in ("running", "paused"):
+            if r is None or r.state not in RUNNING:
                 continue
             containers[ep.container_id] = {"Name": r.name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac,
                                            "IPv4Address": f"{ep.ip}/{ep.prefix_len or _prefix(net)}",

@@ -123,8 +123,11 @@ class Snapshotter(Protocol):
         """Like :meth:`prepare`, but the mounts are read-only (no upper dir); removed with remove()."""
         ...
 
-    def mounts(self, key: str) -> list[Mount]:
-        """The mounts of an active snapshot or view again.  FailedPrecondition for committed ones."""
+    def mounts(self, key: str, *, volatile: bool = False) -> list[Mount]:
+        """The mounts of an active snapshot or view again.  FailedPrecondition for committed ones.
+
+        ``volatile``: the writes will be thrown away (``run --rm``), so the filesystem may skip
+        syncing them."""
         ...
 
     def commit(self, name: str, key: str) -> None:
